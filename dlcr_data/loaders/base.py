@@ -1,0 +1,189 @@
+"""What every source-dataset module provides: a layout, a filename rule, published statistics.
+
+A dataset module (torchreid style) subclasses `SourceDataset`, declares its expected tree and statistics as class
+attributes, and implements `scan(root)`: walk the tree, parse **basenames only**, yield a `Record` per item or a
+`Skipped` with the reason. `load()` adds what is common: root resolution, existence checks, key uniqueness and
+optional image verification.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from PIL import Image
+
+from ..errors import DatasetNotFound
+from ..records import Record, Skipped
+
+DATA_ROOT_ENV = "DLCR_DATA_ROOT"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def default_data_root() -> Path:
+    """Folder holding the dataset folders when no `--root` is given: `$DLCR_DATA_ROOT` or ~/.cache/dlcr-data."""
+    env = os.environ.get(DATA_ROOT_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "dlcr-data" / "datasets"
+
+
+@dataclass(frozen=True)
+class SplitStats:
+    """Published statistics of one split; None where the source does not state it."""
+
+    images: int | None = None  # tracklets for video datasets
+    ids: int | None = None
+    clothes: int | None = None
+    cameras: int | None = None
+    note: str = ""  # e.g. "unconfirmed"
+
+
+@dataclass
+class Loaded:
+    """The splits of one dataset as lists of records, plus what was skipped and why."""
+
+    name: str
+    root: Path
+    splits: dict[str, list[Record]]
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def __getitem__(self, split: str) -> list[Record]:
+        return self.splits[split]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.splits)
+
+    def items(self) -> Iterable[tuple[str, list[Record]]]:
+        return self.splits.items()
+
+    def summary(self) -> dict:
+        """Per-split counts (images = tracklets for video) and the skipped items, as `inspect --json` prints."""
+        return {
+            "dataset": self.name,
+            "splits": {
+                split: {
+                    "images": len(recs),
+                    "ids": len({r.pid for r in recs}),
+                    "clothes": len({r.clothes_id for r in recs}),
+                    "cameras": len({r.camid for r in recs}),
+                }
+                for split, recs in self.splits.items()
+            },
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+
+
+class SourceDataset(ABC):
+    """Base of the per-dataset modules."""
+
+    name: ClassVar[str]  # registry name, e.g. "ltcc"
+    dirname: ClassVar[str]  # folder name under the data root, e.g. "LTCC_ReID"
+    splits: ClassVar[tuple[str, ...]]
+    required: ClassVar[tuple[str, ...]]  # paths relative to the root that must exist
+    layout: ClassVar[str]  # the expected tree, shown by `dlcr-data datasets` and in errors
+    stats: ClassVar[dict[str, SplitStats]]
+    video: ClassVar[bool] = False
+    obtain: ClassVar[str] = ""  # how to get the (licence-gated) data
+    citation: ClassVar[str] = ""
+
+    # -- root handling -------------------------------------------------------------------------------------
+    def resolve_root(self, root: str | os.PathLike | None = None) -> Path:
+        """The dataset folder: `root` itself, or `root/<dirname>`; default `$DLCR_DATA_ROOT/<dirname>`."""
+        if root is None:
+            candidate = default_data_root() / self.dirname
+            if not candidate.is_dir():
+                raise DatasetNotFound(
+                    f"{self.name}: no --root given and {candidate} does not exist; {self.obtain} "
+                    f"Then pass --root DIR or put it at {candidate} (set ${DATA_ROOT_ENV} to move the default)."
+                )
+            root = candidate
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise DatasetNotFound(f"{self.name}: root {root} does not exist; expected {self.tree_line()}")
+        if not self._has_required(root) and self._has_required(root / self.dirname):
+            root = root / self.dirname
+        missing = [r for r in self.required if not (root / r).exists()]
+        if missing:
+            raise DatasetNotFound(f"{self.name}: {root} is missing {', '.join(missing)}; expected {self.tree_line()}")
+        return root
+
+    def _has_required(self, root: Path) -> bool:
+        return root.is_dir() and all((root / r).exists() for r in self.required)
+
+    def tree_line(self) -> str:
+        """The layout squeezed onto one line, for error messages."""
+        return " ".join(line.strip() for line in self.layout.strip().splitlines())
+
+    # -- loading -------------------------------------------------------------------------------------------
+    @abstractmethod
+    def scan(self, root: Path) -> Iterator[Record | Skipped]:
+        """Yield every item of every split under the resolved root, in a deterministic (sorted) order."""
+
+    def load(self, root: str | os.PathLike | None = None, *, verify_images: bool = False) -> Loaded:
+        root = self.resolve_root(root)
+        splits: dict[str, list[Record]] = {s: [] for s in self.splits}
+        skipped: list[Skipped] = []
+        seen: set[str] = set()
+        for item in self.scan(root):
+            if isinstance(item, Skipped):
+                skipped.append(item)
+            elif item.key in seen:
+                skipped.append(Skipped(item.path, f"duplicate key {item.key}"))
+            else:
+                seen.add(item.key)
+                splits[item.split].append(item)
+        if verify_images:
+            splits, bad = _drop_unreadable(root, splits)
+            skipped.extend(bad)
+        return Loaded(self.name, root, splits, skipped)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside `folder`, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def relpath(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _check_image(path: Path) -> str | None:
+    """None if PIL can fully read the file, else the reason."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception as err:  # PIL raises many types for broken files
+        return f"unreadable image: {type(err).__name__}: {err}".splitlines()[0]
+    return None
+
+
+def _drop_unreadable(root: Path, splits: dict[str, list[Record]]) -> tuple[dict[str, list[Record]], list[Skipped]]:
+    """Decode every image (every frame for video); drop broken ones and list them."""
+    files = sorted({f for recs in splits.values() for r in recs for f in (r.frames or (r.path,))})
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        reasons = dict(zip(files, pool.map(lambda f: _check_image(root / f), files), strict=True))
+    skipped = [Skipped(f, reason) for f, reason in reasons.items() if reason]
+    kept: dict[str, list[Record]] = {}
+    for split, recs in splits.items():
+        kept[split] = []
+        for r in recs:
+            if not r.frames:
+                if not reasons[r.path]:
+                    kept[split].append(r)
+                continue
+            good = tuple(f for f in r.frames if not reasons[f])
+            if good:
+                kept[split].append(_with_frames(r, good))
+            else:
+                skipped.append(Skipped(r.path, "tracklet has no readable frame"))
+    return kept, skipped
+
+
+def _with_frames(r: Record, frames: tuple[str, ...]) -> Record:
+    if frames == r.frames:
+        return r
+    return Record(r.key, r.path, r.pid, r.camid, r.clothes_id, r.split, frames)

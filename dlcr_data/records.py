@@ -1,0 +1,62 @@
+"""The one record type shared by every source dataset, and its Hugging Face schema.
+
+A loader turns a raw dataset tree into `Record`s; everything downstream (the HF builder, the build stages, the
+trainer) reads records, never file names. Labels stay as the dataset writes them: relabelling pids and clothes to
+0..N-1 is the trainer's job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+_UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One source image (or one video tracklet) of a CC-ReID dataset."""
+
+    key: str  # unique within the dataset; no dots, so it is a valid WebDataset sample key
+    path: str  # POSIX path relative to the dataset root (the tracklet folder for video)
+    pid: int  # identity as written by the dataset (not relabelled)
+    camid: int  # 0-based camera index
+    clothes_id: str  # outfit key, unique across the whole dataset, e.g. "140_2"
+    split: str
+    frames: tuple[str, ...] = ()  # video only: ordered frame paths relative to the root
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["frames"] = list(self.frames)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A source item left out, with the reason (shown by `inspect`, kept in build manifests)."""
+
+    path: str
+    reason: str
+
+
+def make_key(*parts: object) -> str:
+    """Join parts into a sample key: `_` between parts, anything but [A-Za-z0-9_-] replaced by `-`."""
+    return "_".join(_UNSAFE_KEY_CHARS.sub("-", str(p)).strip("-") for p in parts)
+
+
+def source_features():
+    """The HF schema of a source record (`datasets` imported here: it costs ~1 s, the CLI should not pay it)."""
+    import datasets
+
+    return datasets.Features(
+        {
+            "image": datasets.Image(),  # the image; for video, the tracklet's first frame
+            "key": datasets.Value("string"),
+            "path": datasets.Value("string"),
+            "pid": datasets.Value("int64"),
+            "camid": datasets.Value("int32"),
+            "clothes_id": datasets.Value("string"),
+            "split": datasets.Value("string"),
+            "frames": datasets.List(datasets.Value("string")),
+        }
+    )
