@@ -22,12 +22,12 @@ test: $(STAMP) lint
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check dlcr_data tests bench
-	$(BIN)/ruff format --check dlcr_data tests bench
+	$(BIN)/ruff check dlcr_data tests $(wildcard bench)
+	$(BIN)/ruff format --check dlcr_data tests $(wildcard bench)
 
 format: $(STAMP)
-	$(BIN)/ruff format dlcr_data tests bench
-	$(BIN)/ruff check --fix dlcr_data tests bench
+	$(BIN)/ruff format dlcr_data tests $(wildcard bench)
+	$(BIN)/ruff check --fix dlcr_data tests $(wildcard bench)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
