@@ -13,6 +13,7 @@ from rich.table import Table
 
 from . import __version__, loaders
 from .errors import UserError
+from .garments import DEFAULT_MASK_CLASSES
 
 app = typer.Typer(
     name="dlcr-data",
@@ -117,7 +118,8 @@ def demo(
 ) -> None:
     """Render the embedded demo dataset (offline, deterministic), inspect it and write a preview PNG."""
     from .demo import DemoConfig
-    from .demo.preview import sample_sheet, save_png_atomic
+    from .demo.preview import sample_sheet
+    from .io import save_png_atomic
 
     config = DemoConfig(seed=seed, num_ids=ids, images_per_camera=images_per_camera)
     spec = loaders.demo.Demo(config)
@@ -127,6 +129,137 @@ def demo(
     preview = save_png_atomic(sample_sheet(loaded.root, n=n), Path(out) / "preview.png")
     console.print(f"demo dataset: {loaded.root}")
     console.print(f"preview: {preview}")
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _resolution(value: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--resolution must look like 256x768 (W x H), not {value!r}") from None
+    return w, h
+
+
+@app.command()
+@user_errors
+def build(
+    dataset: Annotated[str, typer.Argument(help="Dataset name (see `dlcr-data datasets`).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (shards, manifest, work/ caches).")],
+    root: RootOption = None,
+    variants: Annotated[int, typer.Option(min=1, help="Generated variants per source image.")] = 10,
+    splits: Annotated[str, typer.Option(help="Comma-separated splits to expand (query: test-time refinement).")] = (
+        "train"
+    ),
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N source images per split.")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Global seed: targets and generation seeds derive from it.")] = 0,
+    parser: Annotated[str, typer.Option(help="segformer | oracle | auto (oracle for the demo).")] = "auto",
+    parser_model: Annotated[str | None, typer.Option(help="Segmentation model: HF id or local dir.")] = None,
+    mask_classes: Annotated[str, typer.Option(help="Garment classes that form the mask.")] = ",".join(
+        DEFAULT_MASK_CLASSES
+    ),
+    dilation: Annotated[int, typer.Option(min=0, help="Grow the mask by this many pixels.")] = 0,
+    describer: Annotated[str, typer.Option(help="vlm | color | oracle | auto (oracle for the demo).")] = "auto",
+    vlm_model: Annotated[str | None, typer.Option(help="Captioning model: HF id or local dir.")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="Summarising chat LLM: HF id or local dir.")] = None,
+    captions_per_outfit: Annotated[
+        int | None, typer.Option(min=1, help="Caption at most N images per outfit (default: all).")
+    ] = None,
+    generator: Annotated[str, typer.Option(help="diffusion | recolor | auto (recolor for the demo).")] = "auto",
+    model: Annotated[str | None, typer.Option(help="Inpainting model: HF id or local dir.")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Diffusion steps.")] = 50,
+    guidance: Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")] = 7.5,
+    resolution: Annotated[str, typer.Option(help="Generation size W x H.")] = "256x768",
+    pad: Annotated[bool, typer.Option("--pad/--no-pad", help="Pad to the resolution keeping aspect.")] = False,
+    negative_prompt: Annotated[str, typer.Option(help="Negative prompt for diffusion.")] = "",
+    image_format: Annotated[str, typer.Option(help="png | jpg for the generated image member.")] = "png",
+    shard_samples: Annotated[int, typer.Option(min=1, help="Maximum samples per shard.")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 8,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the UNet.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a build made with other options.")] = False,
+) -> None:
+    """Expand a dataset the DLCR way into WebDataset shards (parse, describe, plan, generate, shard).
+
+    Resumable: rerun the same command after an interruption. Distributed: `accelerate launch -m dlcr_data build ...`
+    or `torchrun --nproc_per_node N -m dlcr_data build ...`.
+    """
+    from .build import BuildOptions
+    from .build import build as run_build
+
+    options = BuildOptions(
+        dataset=dataset,
+        out=out,
+        root=str(root) if root else None,
+        variants=variants,
+        splits=_csv(splits),
+        limit=limit,
+        seed=seed,
+        parser=parser,
+        parser_model=parser_model,
+        mask_classes=_csv(mask_classes),
+        dilation=dilation,
+        describer=describer,
+        vlm_model=vlm_model,
+        llm_model=llm_model,
+        captions_per_outfit=captions_per_outfit,
+        generator=generator,
+        model=model,
+        steps=steps,
+        guidance=guidance,
+        resolution=_resolution(resolution),
+        pad=pad,
+        negative_prompt=negative_prompt,
+        image_format=image_format,
+        shard_samples=shard_samples,
+        batch_size=batch_size,
+        compile=compile,
+        overwrite=overwrite,
+    )
+    from .progress import RichReporter
+
+    with RichReporter(console) as reporter:
+        try:
+            entry = run_build(options, reporter)
+        except KeyboardInterrupt:
+            typer.echo("interrupted: complete shards are kept; rerun the same command to continue", err=True)
+            raise typer.Exit(130) from None
+    if reporter.is_main:
+        print_build_summary(dataset, out, entry)
+
+
+def print_build_summary(dataset: str, out: Path, entry: dict) -> None:
+    table = Table(title=f"{dataset} → {out}")
+    for col in ("split", "shards", "samples", "MB"):
+        table.add_column(col, justify="right" if col != "split" else "left")
+    for split, t in entry["totals"]["splits"].items():
+        table.add_row(split, f"{t['shards']:,}", f"{t['samples']:,}", f"{t['bytes'] / 1e6:,.1f}")
+    console.print(table)
+    console.print(f"outfits described: {entry['outfits']:,}; skipped source items: {len(entry['skipped']):,}")
+    for item in entry["skipped"][:5]:
+        console.print(f"  {item['path']}: {item['reason']}", markup=False)
+    console.print(f"manifest: {Path(out) / 'manifest.json'}")
+
+
+@app.command()
+@user_errors
+def preview(
+    out: Annotated[Path, typer.Argument(help="A build's output folder.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Source images (rows) to show.")] = 8,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Where to write the sheet (default OUT/preview.png).")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="Which dataset of the build (default: the first).")] = None,
+    split: Annotated[str, typer.Option(help="Which split's shards to show.")] = "train",
+) -> None:
+    """Write a contact sheet: per row a source image, its mask and its variants, captioned with the target text."""
+    from .io import save_png_atomic
+    from .preview import contact_sheet
+
+    sheet = contact_sheet(out, n=n, dataset=dataset, split=split)
+    path = save_png_atomic(sheet, png or Path(out) / "preview.png")
+    console.print(f"preview: {path}")
 
 
 def print_summary(spec: loaders.SourceDataset, loaded: loaders.Loaded, max_skipped: int = 10) -> None:

@@ -25,6 +25,11 @@ class Record:
     split: str
     frames: tuple[str, ...] = ()  # video only: ordered frame paths relative to the root
 
+    @property
+    def image_path(self) -> str:
+        """The one image that stands for this record: itself, or a tracklet's first frame."""
+        return self.frames[0] if self.frames else self.path
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["frames"] = list(self.frames)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -73,16 +71,3 @@ def sample_sheet(root: Path, n: int = 8) -> Image.Image:
             for i, line in enumerate(caption[:CAPTION_LINES]):
                 draw.text((x, y + LINE_HEIGHT + h + PAD + i * LINE_HEIGHT), line, fill="black", font=font)
     return sheet
-
-
-def save_png_atomic(image: Image.Image, path: Path) -> Path:
-    """Write to a temporary file beside `path`, then rename: readers never see a partial PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

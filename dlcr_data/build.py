@@ -1,0 +1,504 @@
+"""`dlcr-data build`: parse → describe → plan → generate → shards, under accelerate, resumable.
+
+Read top to bottom, like a diffusers pipeline. Each stage caches its results under `OUT/work/<dataset>/`, so a
+rerun continues where it stopped. Work is split across processes with `PartialState` (shards are the work units
+of generation); every choice is derived from seeds and sorted inputs, so the output is byte-identical whatever the
+number of processes. The manifest is written last, by the main process, once every shard is complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import __version__, loaders
+from .errors import UserError
+from .garments import DEFAULT_MASK_CLASSES, check_classes
+from .io import write_json_atomic
+from .plan import DEFAULT_PROMPT_TEMPLATE, PlannedVariant, plan_variants, read_plan, write_plan
+from .records import Record, Skipped
+from .shards import (
+    SAMPLE_FIELDS,
+    ShardResult,
+    ShardSpec,
+    ShardWriter,
+    assign_shards,
+    encode_image,
+    encode_sample,
+    is_complete,
+    write_manifest,
+)
+
+MANIFEST_FORMAT = "dlcr-data/build/1"
+# Backends used when an option says "auto": the demo ships masks and outfit texts, real datasets do not.
+AUTO_BACKENDS = {
+    "demo": {"parser": "oracle", "describer": "oracle", "generator": "recolor"},
+    None: {"parser": "segformer", "describer": "vlm", "generator": "diffusion"},
+}
+# Options that do not change a single output byte, so a rerun may change them.
+_RUNTIME_ONLY = ("out", "overwrite", "batch_size", "compile")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    dataset: str
+    out: Path
+    root: str | None = None
+    variants: int = 10
+    splits: tuple[str, ...] = ("train",)
+    limit: int | None = None  # first N source images per split (smoke runs)
+    seed: int = 0
+    # parse
+    parser: str = "auto"
+    parser_model: str | None = None
+    mask_classes: tuple[str, ...] = DEFAULT_MASK_CLASSES
+    dilation: int = 0
+    # describe
+    describer: str = "auto"
+    vlm_model: str | None = None
+    llm_model: str | None = None
+    captions_per_outfit: int | None = None
+    # plan + generate
+    generator: str = "auto"
+    model: str | None = None
+    steps: int = 50
+    guidance: float = 7.5
+    resolution: tuple[int, int] = (256, 768)  # W x H, DLCR's
+    pad: bool = False
+    negative_prompt: str = ""
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE
+    # shards + runtime
+    image_format: str = "png"
+    shard_samples: int = 1000
+    batch_size: int = 8
+    compile: bool = False
+    overwrite: bool = False
+
+    def resolved(self) -> BuildOptions:
+        """Concrete backends for "auto" and validated values."""
+        auto = AUTO_BACKENDS.get(self.dataset, AUTO_BACKENDS[None])
+        opts = replace(
+            self,
+            dataset=self.dataset.lower(),
+            parser=auto["parser"] if self.parser == "auto" else self.parser,
+            describer=auto["describer"] if self.describer == "auto" else self.describer,
+            generator=auto["generator"] if self.generator == "auto" else self.generator,
+            mask_classes=check_classes(self.mask_classes),
+        )
+        if opts.variants < 1 or opts.shard_samples < 1 or opts.batch_size < 1:
+            raise UserError("--variants, --shard-samples and --batch-size must be at least 1")
+        if opts.image_format not in ("png", "jpg"):
+            raise UserError(f"--image-format must be png or jpg, not {opts.image_format!r}")
+        return opts
+
+    def fingerprint(self) -> dict:
+        """Everything that determines the output bytes (compared on rerun)."""
+        d = asdict(self)
+        for key in _RUNTIME_ONLY:
+            d.pop(key)
+        d["splits"], d["mask_classes"], d["resolution"] = (
+            list(self.splits),
+            list(self.mask_classes),
+            list(self.resolution),
+        )
+        return d
+
+
+class Reporter:
+    """Progress hooks; the CLI passes a rich one on the main process. `stage` returns an `advance(n)` callable."""
+
+    def stage(self, name: str, total: int) -> Callable[[int], None]:
+        return lambda n: None
+
+    def done(self, name: str) -> None:
+        pass
+
+
+@dataclass
+class BuildContext:
+    """What every stage needs: options, the process state, paths and the loaded source."""
+
+    opts: BuildOptions
+    state: object  # accelerate.PartialState
+    spec: loaders.SourceDataset
+    loaded: loaders.Loaded
+    reporter: Reporter
+    skipped: list[dict] = field(default_factory=list)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.opts.out)
+
+    @property
+    def work(self) -> Path:
+        return self.out / "work" / self.opts.dataset
+
+    @property
+    def root(self) -> Path:
+        return self.loaded.root
+
+    def main(self) -> bool:
+        return self.state.is_main_process
+
+
+def build(options: BuildOptions, reporter: Reporter | None = None) -> dict:
+    """Run every stage for one dataset into `options.out`; returns this dataset's manifest entry."""
+    opts = options.resolved()
+    state = process_state()
+    spec = loaders.get(opts.dataset)
+    loaded = spec.load(opts.root)
+    _check_splits(spec, opts.splits)
+    ctx = BuildContext(opts, state, spec, loaded, reporter or Reporter())
+    ctx.skipped = [{"path": s.path, "reason": s.reason, "stage": "load"} for s in loaded.skipped]
+
+    _check_models(opts)
+    _claim_out_folder(ctx)
+
+    sources = _sources(ctx)
+    pool_records = _limited(loaded.splits.get("train", []), opts.limit)
+    parsed = run_parse(ctx, _unique(sources + pool_records))
+    outfit_texts = run_describe(ctx, [r for r in pool_records if r.key in parsed])
+    plan = run_plan(ctx, [r for r in sources if r.key in parsed], outfit_texts)
+    results = run_generate(ctx, plan, {r.key: r for r in sources})
+    return finish(ctx, results, len(outfit_texts))
+
+
+# -- setup ------------------------------------------------------------------------------------------------------
+def process_state():
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())  # gloo on CPU, so torchrun works without GPUs
+
+
+def _check_splits(spec: loaders.SourceDataset, splits: tuple[str, ...]) -> None:
+    unknown = [s for s in splits if s not in spec.splits]
+    if unknown:
+        raise UserError(f"{spec.name} has no split {', '.join(unknown)}; choose from {', '.join(spec.splits)}")
+
+
+def _check_models(opts: BuildOptions) -> None:
+    """Every model reference resolves before any work starts."""
+    from .models import check_ref
+
+    refs = []
+    if opts.parser == "segformer":
+        from .parse import DEFAULT_SEGFORMER_MODEL
+
+        refs.append((opts.parser_model or DEFAULT_SEGFORMER_MODEL, "--parser-model"))
+    if opts.describer == "vlm":
+        from .describe import DEFAULT_LLM, DEFAULT_VLM
+
+        refs += [(opts.vlm_model or DEFAULT_VLM, "--vlm-model"), (opts.llm_model or DEFAULT_LLM, "--llm-model")]
+    if opts.generator == "diffusion":
+        from .generate.diffusion import DEFAULT_INPAINT_MODEL
+
+        refs.append((opts.model or DEFAULT_INPAINT_MODEL, "--model"))
+    for ref, option in refs:
+        check_ref(ref, option)
+
+
+def _claim_out_folder(ctx: BuildContext) -> None:
+    """A rerun must use the same options (it continues); other options need --overwrite (it starts over)."""
+    config_path = ctx.work / "config.json"
+    wanted = ctx.opts.fingerprint()
+    previous = _read_json(config_path)  # read by every process before anyone writes
+    if previous is not None and previous != wanted and not ctx.opts.overwrite:
+        changed = sorted(k for k in wanted.keys() | previous.keys() if wanted.get(k) != previous.get(k))
+        raise UserError(
+            f"{ctx.out} holds a {ctx.opts.dataset} build made with other options ({', '.join(changed)}); "
+            f"rerun with the same options to continue it, pass --overwrite to replace it, or use another --out"
+        )
+    ctx.state.wait_for_everyone()
+    if ctx.main():
+        if ctx.opts.overwrite and previous is not None and previous != wanted:
+            shutil.rmtree(ctx.work, ignore_errors=True)
+            shutil.rmtree(ctx.out / ctx.opts.dataset, ignore_errors=True)
+            _drop_manifest_entry(ctx.out / "manifest.json", ctx.opts.dataset)
+        write_json_atomic(config_path, wanted)
+    ctx.state.wait_for_everyone()
+
+
+def _sources(ctx: BuildContext) -> list[Record]:
+    return [r for split in ctx.opts.splits for r in _limited(ctx.loaded[split], ctx.opts.limit)]
+
+
+def _limited(records: list[Record], limit: int | None) -> list[Record]:
+    return records if limit is None else records[:limit]
+
+
+def _unique(records: list[Record]) -> list[Record]:
+    return list({r.key: r for r in records}.values())
+
+
+# -- stage 1: parse ---------------------------------------------------------------------------------------------
+def run_parse(ctx: BuildContext, records: list[Record]) -> set[str]:
+    """Garment maps for every record (split across processes); returns the keys that have one."""
+    from accelerate.utils import gather_object
+
+    from .parse import make_parser, map_path, parse_records
+
+    opts = ctx.opts
+    maps_dir = ctx.work / "masks"
+    parser = make_parser(opts.parser, opts.parser_model, dataset=opts.dataset, batch_size=opts.batch_size)
+    with ctx.state.split_between_processes(records) as mine:
+        advance = ctx.reporter.stage("parse", len(records))
+        skipped = parse_records(mine, ctx.root, parser, maps_dir, batch_size=opts.batch_size, progress=advance)
+    del parser
+    all_skipped = gather_object([(s.path, s.reason) for s in skipped])
+    ctx.skipped += [{"path": p, "reason": r, "stage": "parse"} for p, r in sorted(set(all_skipped))]
+    ctx.reporter.done("parse")
+    ctx.state.wait_for_everyone()
+    return {r.key for r in records if map_path(maps_dir, r.key).exists()}
+
+
+# -- stage 2: describe ------------------------------------------------------------------------------------------
+def run_describe(ctx: BuildContext, records: list[Record]) -> dict[str, str]:
+    """One `top | bottom | shoes` text per training outfit (split across processes); clothes_id -> text."""
+    from .describe import describe_outfits, group_outfits, make_describer, read_outfits
+    from .parse import load_garment_map
+
+    opts = ctx.opts
+    out_path, cache = ctx.work / "outfits.jsonl", ctx.work / "outfits"
+    describer = make_describer(
+        opts.describer,
+        dataset=opts.dataset,
+        root=ctx.root,
+        vlm=opts.vlm_model,
+        llm=opts.llm_model,
+        batch_size=opts.batch_size,
+        captions_per_outfit=opts.captions_per_outfit,
+    )
+    outfits = group_outfits(records, ctx.root, lambda key: load_garment_map(ctx.work / "masks", key))
+    advance = ctx.reporter.stage("describe", len(outfits))
+    with ctx.state.split_between_processes(outfits) as mine:
+        describe_outfits(mine, describer, None, cache_dir=cache, progress=advance)
+    ctx.state.wait_for_everyone()
+    if ctx.main():  # every outfit is cached now: this only merges
+        describe_outfits(outfits, describer, out_path, cache_dir=cache)
+    del describer
+    ctx.reporter.done("describe")
+    ctx.state.wait_for_everyone()
+    texts = {cid: o.text for cid, o in read_outfits(out_path).items()}
+    if not texts:
+        raise UserError(f"{opts.dataset}: no training outfit could be described, so there are no target outfits")
+    return texts
+
+
+# -- stage 3: plan ----------------------------------------------------------------------------------------------
+def run_plan(ctx: BuildContext, records: list[Record], outfit_texts: dict[str, str]) -> list[PlannedVariant]:
+    """Targets and seeds for every (image, variant); computed identically by every process, written by main."""
+    opts = ctx.opts
+    plan = plan_variants(
+        records,
+        outfit_texts,
+        opts.variants,
+        seed=opts.seed,
+        negative_prompt=opts.negative_prompt,
+        prompt_template=opts.prompt_template,
+    )
+    path = ctx.work / "plan.jsonl"
+    if ctx.main() and not (path.exists() and read_plan(path) == plan):
+        write_plan(plan, path)
+    ctx.state.wait_for_everyone()
+    return plan
+
+
+# -- stage 4+5: generate into shards ----------------------------------------------------------------------------
+def run_generate(ctx: BuildContext, plan: list[PlannedVariant], sources: dict[str, Record]) -> list[ShardResult]:
+    """Shards are the work units: complete ones are kept, the rest are split across processes."""
+    opts = ctx.opts
+    specs = assign_shards(plan, opts.shard_samples)
+    done = {spec.name: r for spec in specs if (r := _completed(ctx, spec)) is not None}
+    todo = [spec for spec in specs if spec.name not in done]
+    ctx.state.wait_for_everyone()  # every process decided `todo` before anyone writes a shard
+    if todo:
+        generator = _make_generator(opts)
+        advance = ctx.reporter.stage("generate", sum(len(s.variants) for s in todo))
+        with ctx.state.split_between_processes(todo) as mine:
+            for spec in mine:
+                result = generate_shard(ctx, spec, sources, generator, advance)
+                write_json_atomic(_record_path(ctx, spec), result.to_dict())
+        del generator
+    ctx.reporter.done("generate")
+    ctx.state.wait_for_everyone()
+    results = [_completed(ctx, spec, check_sha=False) for spec in specs]
+    missing = [spec.name for spec, r in zip(specs, results, strict=True) if r is None]
+    if missing:
+        raise RuntimeError(f"shards not written by any process: {missing}")
+    return results
+
+
+def _make_generator(opts: BuildOptions):
+    from .generate import make_generator
+
+    if opts.generator != "diffusion":
+        return make_generator(opts.generator)
+    options = {"resolution": opts.resolution, "pad": opts.pad, "steps": opts.steps, "guidance": opts.guidance}
+    if opts.model:
+        options["model"] = opts.model
+    return make_generator("diffusion", compile=opts.compile, **options)
+
+
+def _record_path(ctx: BuildContext, spec: ShardSpec) -> Path:
+    return ctx.work / "shards" / f"{spec.name}.json"
+
+
+def _completed(ctx: BuildContext, spec: ShardSpec, check_sha: bool = True) -> ShardResult | None:
+    """The shard's record if the tar on disk is complete and matches it."""
+    data = _read_json(_record_path(ctx, spec))
+    if data is None:
+        return None
+    result = ShardResult.from_dict(data)
+    if check_sha and not is_complete(ctx.out, result):
+        return None
+    return result
+
+
+def generate_shard(ctx: BuildContext, spec: ShardSpec, sources: dict[str, Record], generator, advance) -> ShardResult:
+    """Generate one shard's variants in batches and write the tar atomically."""
+    opts = ctx.opts
+    skipped: list[Skipped] = []
+    with ShardWriter(ctx.out, f"{opts.dataset}/{spec.name}", spec.split) as writer:
+        for batch in _batches(ctx, spec, sources, skipped):
+            images = generator.generate([req for req, _ in batch])
+            for (req, variant), image in zip(batch, images, strict=True):
+                meta = _sample_meta(ctx, variant, sources[variant.source_key], generator, image)
+                mask_png = encode_image(Image.fromarray(req.mask.astype(np.uint8) * 255), "png")
+                writer.write(
+                    encode_sample(
+                        variant.key, encode_image(image, opts.image_format), mask_png, meta, opts.image_format
+                    )
+                )
+            advance(len(batch))
+        return writer.close(skipped)
+
+
+def _batches(ctx: BuildContext, spec: ShardSpec, sources: dict[str, Record], skipped: list[Skipped]) -> Iterator:
+    """(request, variant) pairs in batches of `batch_size`, in plan order; bad sources are skipped and listed."""
+    from .generate import GenerationRequest
+
+    opts = ctx.opts
+    batch: list = []
+    source_key, image, garment_map, mask = None, None, None, None
+    for variant in spec.variants:
+        if variant.source_key != source_key:
+            source_key = variant.source_key
+            record = sources[source_key]
+            image, garment_map, mask = _load_source(ctx, record, skipped)
+        if image is None:
+            continue
+        batch.append(
+            (
+                GenerationRequest(
+                    key=variant.key,
+                    image=image,
+                    garment_map=garment_map,
+                    mask=mask,
+                    prompt=variant.prompt,
+                    negative_prompt=variant.negative_prompt,
+                    target_text=variant.target_text,
+                    seed=variant.seed,
+                ),
+                variant,
+            )
+        )
+        if len(batch) == opts.batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _load_source(ctx: BuildContext, record: Record, skipped: list[Skipped]):
+    from .parse import clothing_mask, load_garment_map
+
+    try:
+        with Image.open(ctx.root / record.image_path) as im:
+            image = im.convert("RGB")
+    except Exception as err:  # unreadable now though it parsed: list it, keep going
+        skipped.append(Skipped(record.path, f"unreadable image: {type(err).__name__}"))
+        return None, None, None
+    garment_map = load_garment_map(ctx.work / "masks", record.key)
+    mask = clothing_mask(garment_map, ctx.opts.mask_classes, ctx.opts.dilation)
+    if not mask.any():
+        skipped.append(Skipped(record.path, "empty mask: no clothing found"))
+        return None, None, None
+    return image, garment_map, mask
+
+
+def _sample_meta(ctx: BuildContext, v: PlannedVariant, record: Record, generator, image: Image.Image) -> dict:
+    meta = {
+        "dataset": ctx.opts.dataset,
+        "split": v.split,
+        "source_key": v.source_key,
+        "pid": record.pid,
+        "camid": record.camid,
+        "source_clothes_id": v.source_clothes_id,
+        "target_clothes_id": v.target_clothes_id,
+        "target_text": v.target_text,
+        "prompt": v.prompt,
+        "negative_prompt": v.negative_prompt,
+        "generator": generator.name,
+        "model": generator.model_id or "",
+        "seed": v.seed,
+        "variant": v.variant,
+        "width": image.width,
+        "height": image.height,
+    }
+    assert tuple(meta) == SAMPLE_FIELDS
+    return meta
+
+
+# -- manifest ---------------------------------------------------------------------------------------------------
+def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int) -> dict:
+    """Main process: this dataset's manifest entry, merged into OUT/manifest.json (written last, atomically)."""
+    opts = ctx.opts
+    shard_skips = [{"path": s.path, "reason": s.reason, "stage": "generate"} for r in results for s in r.skipped]
+    per_split: dict[str, dict] = {}
+    for r in results:
+        t = per_split.setdefault(r.split, {"shards": 0, "samples": 0, "bytes": 0})
+        t["shards"], t["samples"], t["bytes"] = t["shards"] + 1, t["samples"] + r.samples, t["bytes"] + r.bytes
+    entry = {
+        "complete": True,
+        "config": opts.fingerprint(),
+        "source_root": str(ctx.root),
+        "outfits": num_outfits,
+        "shards": [{k: v for k, v in r.to_dict().items() if k != "skipped"} for r in results],
+        "totals": {
+            "shards": len(results),
+            "samples": sum(r.samples for r in results),
+            "bytes": sum(r.bytes for r in results),
+            "splits": per_split,
+        },
+        "skipped": ctx.skipped + shard_skips,
+    }
+    if ctx.main():
+        path = ctx.out / "manifest.json"
+        manifest = _read_json(path) or {}
+        manifest.update({"format": MANIFEST_FORMAT, "tool": f"dlcr-data {__version__}"})
+        manifest.setdefault("builds", {})[opts.dataset] = entry
+        write_manifest(path, manifest)
+    ctx.state.wait_for_everyone()
+    return entry
+
+
+def _drop_manifest_entry(path: Path, dataset: str) -> None:
+    manifest = _read_json(path)
+    if manifest and dataset in manifest.get("builds", {}):
+        del manifest["builds"][dataset]
+        write_manifest(path, manifest)
+
+
+def _read_json(path: Path):
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,33 @@
+"""What every generator takes and returns: one request per (source image, target outfit), composited outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class GenerationRequest:
+    """One source image and the outfit it should wear; `mask` is already dilated by the caller."""
+
+    key: str
+    image: Image.Image  # RGB source
+    garment_map: np.ndarray  # uint8 canonical class ids (`garments.CLASSES`), same H x W as `image`
+    mask: np.ndarray  # bool H x W: where the outfit may change
+    prompt: str
+    negative_prompt: str
+    target_text: str  # "top | bottom | shoes", e.g. "red striped long-sleeve shirt | black trousers | white shoes"
+    seed: int
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Turns a batch of requests into images of the sources' sizes, identical to the sources outside the masks."""
+
+    name: str
+    model_id: str | None  # the model reference used (recorded in the manifest); None for model-free generators
+
+    def generate(self, batch: list[GenerationRequest]) -> list[Image.Image]: ...

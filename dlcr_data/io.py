@@ -1,0 +1,50 @@
+"""Atomic file writes: a reader never sees a half-written file (temp name in the same folder, then rename)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+
+def temp_name(path: Path) -> Path:
+    """A temp name beside `path`, unique per process, that never matches the final name's glob."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: Path, obj: object) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_png_atomic(image, path: Path) -> Path:
+    """A PIL image as PNG, atomically; returns the path."""
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    write_bytes_atomic(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,276 @@
+"""The parse stage: one uint8 map of canonical garment classes per source image, cached as PNGs.
+
+A `Parser` backend turns images into maps of `garments.CLASS_ID`s; `parse_records` runs one over records, writes
+`<out_dir>/<key>.png` atomically and skips what is already there, so a killed build resumes where it stopped.
+`clothing_mask` turns a map into DLCR's inpainting mask (dlcr-method.md §2.3), optionally dilated.
+
+Backends: `segformer` (any transformers semantic-segmentation model, labels mapped by name) and `oracle` (the
+masks a dataset ships; only the demo does).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from .errors import UserError
+from .garments import CLASS_ID, DEFAULT_MASK_CLASSES, canonical_class, check_classes
+from .models import default_device, default_dtype, load_pretrained
+from .records import Record, Skipped
+
+DEFAULT_SEGFORMER_MODEL = "mattmdjaga/segformer_b2_clothes"  # public SegFormer-B2 trained on ATR clothes parsing
+MODEL_OPTION = "--parser-model"
+
+
+class ItemError(Exception):
+    """One item could not be parsed (e.g. its shipped mask is missing); `parse_records` turns it into a Skipped."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class Parser(Protocol):
+    name: str
+    model_id: str | None  # recorded in build manifests; None when no model is involved
+
+    def parse(self, images: list[Image.Image], records: list[Record], root: Path) -> list[np.ndarray]:
+        """Per image, an HxW uint8 map (the image's own size) of `garments.CLASS_ID`s."""
+        ...
+
+
+def label_lut(id2label: Mapping[int, str]) -> tuple[np.ndarray, dict[str, str], tuple[str, ...]]:
+    """Model label id -> canonical class id, by label name; also name -> class, and the names no rule matched.
+
+    Unmatched labels become background: better a garment left unmasked than skin repainted.
+    """
+    lut = np.zeros(max(id2label, default=-1) + 1, np.uint8)
+    classes: dict[str, str] = {}
+    unmapped: list[str] = []
+    for idx, label in sorted(id2label.items()):
+        cls = canonical_class(label)
+        if cls is None:
+            unmapped.append(label)
+            cls = "background"
+        classes[label] = cls
+        lut[idx] = CLASS_ID[cls]
+    return lut, classes, tuple(unmapped)
+
+
+class SegformerParser:
+    """A transformers semantic-segmentation model (SegFormer or any `AutoModelForSemanticSegmentation`)."""
+
+    name = "segformer"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_SEGFORMER_MODEL,
+        *,
+        revision: str | None = None,
+        device: str | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        import torch
+        from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+        self.model_id = model
+        self.revision = revision
+        self.device = device or default_device()
+        self.batch_size = batch_size
+        # The PIL backend needs no torchvision and gives the same pixels on every machine.
+        self.processor = load_pretrained(
+            AutoImageProcessor.from_pretrained, model, MODEL_OPTION, revision=revision, backend="pil"
+        )
+        self.dtype = default_dtype(self.device)
+        net = load_pretrained(
+            AutoModelForSemanticSegmentation.from_pretrained, model, MODEL_OPTION, revision=revision, dtype=self.dtype
+        )
+        self.model = net.to(self.device).eval()
+        self.lut, self.classes, self.unmapped = label_lut(self.model.config.id2label)
+        self._lut = torch.from_numpy(self.lut).to(self.device)
+
+    def parse(self, images: list[Image.Image], records: list[Record], root: Path) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for start in range(0, len(images), self.batch_size):
+            out.extend(self._parse_batch(images[start : start + self.batch_size]))
+        return out
+
+    def _parse_batch(self, images: list[Image.Image]) -> list[np.ndarray]:
+        import torch
+        import torch.nn.functional as F
+
+        # The processor resizes every image to one size, so mixed sizes batch fine; each output is scaled back.
+        pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
+        with torch.inference_mode():
+            logits = self.model(pixel_values=pixels.to(self.device, self.dtype)).logits.float()
+            maps = []
+            for logit, image in zip(logits, images, strict=True):
+                size = (image.height, image.width)
+                up = F.interpolate(logit[None], size=size, mode="bilinear", align_corners=False)
+                maps.append(self._lut[up[0].argmax(0)].cpu().numpy())
+        return maps
+
+
+class OracleParser:
+    """The parsing masks a dataset ships, mapped to canonical classes (only the demo has them)."""
+
+    name = "oracle"
+    model_id = None
+
+    # Demo label (dlcr_data.demo.labels) -> canonical class; arms and legs are bare skin.
+    DEMO_CLASSES = ("background", "hair", "face", "upper", "lower", "shoes", "skin", "skin")
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset.lower()
+        if self.dataset != "demo":
+            raise UserError(f"dataset {dataset} ships no parsing masks; use --parser segformer")
+        self.lut = np.zeros(256, np.uint8)  # labels outside the demo's 0-7 read as background
+        self.lut[: len(self.DEMO_CLASSES)] = [CLASS_ID[c] for c in self.DEMO_CLASSES]
+
+    def parse(self, images: list[Image.Image], records: list[Record], root: Path) -> list[np.ndarray]:
+        from .loaders.demo import Demo
+
+        maps = []
+        for image, record in zip(images, records, strict=True):
+            path = Demo.mask_path(root, record)
+            try:
+                with Image.open(path) as im:
+                    labels = np.asarray(im)  # 8-bit label values, written as mode L
+            except FileNotFoundError as err:
+                raise ItemError(record.path, f"no shipped mask at {path}") from err
+            except Exception as err:  # PIL raises many types for broken files
+                raise ItemError(record.path, f"unreadable mask {path}: {type(err).__name__}: {err}") from err
+            if labels.shape != (image.height, image.width):
+                raise ItemError(record.path, f"mask size {labels.shape[::-1]} differs from image size {image.size}")
+            maps.append(self.lut[labels])
+        return maps
+
+
+def _segformer(model: str | None, *, dataset: str, **options) -> Parser:
+    return SegformerParser(model or DEFAULT_SEGFORMER_MODEL, **options)
+
+
+def _oracle(
+    model: str | None, *, dataset: str, revision: str | None = None, device: str | None = None, batch_size: int = 8
+) -> Parser:
+    # Inference options are accepted and ignored, so the CLI can pass the same options to any parser.
+    if model is not None:
+        raise UserError(f"{MODEL_OPTION} applies to --parser segformer, not oracle")
+    return OracleParser(dataset)
+
+
+PARSERS: dict[str, Callable[..., Parser]] = {"segformer": _segformer, "oracle": _oracle}
+
+
+def make_parser(name: str, model: str | None = None, *, dataset: str, **options) -> Parser:
+    """The parser registered as `name`; `model` is an HF id or local folder (segformer only)."""
+    factory = PARSERS.get(name.lower())
+    if factory is None:
+        raise UserError(f"unknown parser {name!r}; choose one of: {', '.join(PARSERS)}")
+    return factory(model, dataset=dataset, **options)
+
+
+def clothing_mask(
+    garment_map: np.ndarray, classes: tuple[str, ...] = DEFAULT_MASK_CLASSES, dilation: int = 0
+) -> np.ndarray:
+    """HxW bool: pixels of `classes`, grown by `dilation` pixels (square element, i.e. Chebyshev distance)."""
+    ids = [CLASS_ID[c] for c in check_classes(classes)]
+    mask = np.isin(garment_map, ids)
+    if dilation > 0:
+        mask = _grow_rows(_grow_rows(mask, dilation).T, dilation).T  # a square max filter is separable
+    return mask
+
+
+def _grow_rows(mask: np.ndarray, d: int) -> np.ndarray:
+    """Row i becomes the OR of rows i-d..i+d (O(d) vectorised passes, no per-pixel loop)."""
+    out = mask.copy()
+    for k in range(1, min(d, len(mask) - 1) + 1):
+        out[k:] |= mask[:-k]
+        out[:-k] |= mask[k:]
+    return out
+
+
+def map_path(out_dir: Path, key: str) -> Path:
+    return Path(out_dir) / f"{key}.png"
+
+
+def load_garment_map(out_dir: Path, key: str) -> np.ndarray:
+    """The cached HxW uint8 map of one record."""
+    with Image.open(map_path(out_dir, key)) as im:
+        return np.array(im)
+
+
+def _save_map(garment_map: np.ndarray, path: Path) -> None:
+    """Write then rename: a kill at any moment leaves either no file or a complete one."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        Image.fromarray(garment_map.astype(np.uint8, copy=False), mode="L").save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_image(root: Path, record: Record) -> Image.Image | Skipped:
+    path = record.frames[0] if record.frames else record.path  # video: the tracklet's first frame
+    try:
+        with Image.open(root / path) as im:
+            return im.convert("RGB")
+    except Exception as err:  # PIL raises many types for broken files
+        return Skipped(record.path, f"unreadable image: {type(err).__name__}: {err}".splitlines()[0])
+
+
+def _batches(records: list[Record], size: int) -> Iterator[list[Record]]:
+    for start in range(0, len(records), size):
+        yield records[start : start + size]
+
+
+def parse_records(
+    records: list[Record],
+    root: Path,
+    parser: Parser,
+    out_dir: Path,
+    *,
+    batch_size: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> list[Skipped]:
+    """Write `out_dir/<key>.png` for every record that lacks one; return the records left out, with reasons.
+
+    `progress(n)` is called with the number of records finished: once for those already cached, then per batch.
+    """
+    root, out_dir = Path(root), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [r for r in records if not map_path(out_dir, r.key).exists()]
+    if progress and len(todo) < len(records):
+        progress(len(records) - len(todo))
+    skipped: list[Skipped] = []
+    for batch in _batches(todo, max(1, batch_size)):
+        loaded = [(r, _load_image(root, r)) for r in batch]
+        skipped.extend(item for _, item in loaded if isinstance(item, Skipped))
+        good = [(r, im) for r, im in loaded if isinstance(im, Image.Image)]
+        for record, garment_map in _parse_isolating(parser, good, root, skipped):
+            _save_map(garment_map, map_path(out_dir, record.key))
+        if progress:
+            progress(len(batch))
+    return skipped
+
+
+def _parse_isolating(
+    parser: Parser, items: list[tuple[Record, Image.Image]], root: Path, skipped: list[Skipped]
+) -> list[tuple[Record, np.ndarray]]:
+    """Parse a batch; if an item fails, retry one by one so only the failing items are skipped."""
+    if not items:
+        return []
+    records, images = [r for r, _ in items], [im for _, im in items]
+    try:
+        return list(zip(records, parser.parse(images, records, root), strict=True))
+    except ItemError as err:
+        if len(items) == 1:
+            skipped.append(Skipped(records[0].path, err.reason))
+            return []
+    return [pair for item in items for pair in _parse_isolating(parser, [item], root, skipped)]

@@ -1,0 +1,176 @@
+"""WebDataset shards: deterministic work units, atomic tar writing, verification, the manifest.
+
+A shard is the unit of work and of distribution: its content is fixed by the plan before anything is generated,
+so any process can write any shard and the bytes are the same. Tars are written under a temp name and renamed
+when complete, with fixed member metadata (mtime 0, fixed owner), so equal samples give byte-identical tars.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import webdataset as wds
+from PIL import Image
+
+from .io import sha256_file, temp_name, write_json_atomic
+from .plan import PlannedVariant
+from .records import Skipped
+
+SAMPLE_FIELDS: tuple[str, ...] = (
+    "dataset",
+    "split",
+    "source_key",
+    "pid",
+    "camid",
+    "source_clothes_id",
+    "target_clothes_id",
+    "target_text",
+    "prompt",
+    "negative_prompt",
+    "generator",
+    "model",
+    "seed",
+    "variant",
+    "width",
+    "height",
+)
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """What one shard will hold, decided by the plan alone."""
+
+    split: str
+    index: int
+    variants: tuple[PlannedVariant, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.index:05d}.tar"
+
+
+@dataclass
+class ShardResult:
+    """A complete shard as recorded in the manifest (path relative to the build's out folder)."""
+
+    path: str
+    split: str
+    samples: int
+    bytes: int
+    sha256: str
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ShardResult:
+        return cls(**{**d, "skipped": [Skipped(**s) for s in d.get("skipped", [])]})
+
+
+def assign_shards(plan: Iterable[PlannedVariant], shard_samples: int) -> list[ShardSpec]:
+    """Cut each split's plan, in plan order, into shards of at most `shard_samples` variants.
+
+    All variants of one source image stay in one shard, so a source skipped at generation time (empty mask,
+    unreadable image) never changes another shard's content.
+    """
+    by_split: dict[str, list[list[PlannedVariant]]] = {}
+    for v in plan:
+        groups = by_split.setdefault(v.split, [])
+        if groups and groups[-1][0].source_key == v.source_key:
+            groups[-1].append(v)
+        else:
+            groups.append([v])
+    specs: list[ShardSpec] = []
+    for split, groups in by_split.items():
+        current: list[PlannedVariant] = []
+        index = 0
+        for group in groups:
+            if current and len(current) + len(group) > shard_samples:
+                specs.append(ShardSpec(split, index, tuple(current)))
+                index, current = index + 1, []
+            current.extend(group)
+        if current:
+            specs.append(ShardSpec(split, index, tuple(current)))
+    return specs
+
+
+def encode_image(image: Image.Image, fmt: str) -> bytes:
+    """PNG (lossless) or JPEG (quality 95); fixed options so equal pixels give equal bytes."""
+    buf = io.BytesIO()
+    if fmt == "png":
+        image.save(buf, format="PNG", compress_level=6)
+    elif fmt == "jpg":
+        image.convert("RGB").save(buf, format="JPEG", quality=95, subsampling=0)
+    else:
+        raise ValueError(f"image format must be png or jpg, not {fmt!r}")
+    return buf.getvalue()
+
+
+def encode_sample(key: str, image: bytes, mask: bytes, meta: dict, fmt: str) -> dict:
+    """One WebDataset sample: `<key>.<fmt>`, `<key>.mask.png`, `<key>.json` (same fields in every sample)."""
+    missing = set(SAMPLE_FIELDS) - set(meta)
+    extra = set(meta) - set(SAMPLE_FIELDS)
+    if missing or extra:
+        raise ValueError(f"sample {key}: json fields differ from the schema (missing {missing}, extra {extra})")
+    if "." in key:
+        raise ValueError(f"sample key {key!r} contains a dot; WebDataset readers would split it")
+    payload = json.dumps(meta, sort_keys=True, ensure_ascii=False).encode()
+    return {"__key__": key, fmt: image, "mask.png": mask, "json": payload}
+
+
+class ShardWriter:
+    """Writes one shard to a temp name; `close()` renames it into place and returns its `ShardResult`.
+
+    Leaving the `with` block by an exception (Ctrl-C included) deletes the temp file: only complete shards exist.
+    """
+
+    def __init__(self, out_dir: Path, relpath: str, split: str) -> None:
+        self.out_dir = Path(out_dir)
+        self.relpath = relpath
+        self.split = split
+        self.path = self.out_dir / relpath
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = temp_name(self.path)
+        self._stream = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
+        self._tar = wds.TarWriter(self._stream, encoder=False, mtime=0, user="dlcr", group="dlcr", mode=0o444)
+        self.samples = 0
+
+    def write(self, sample: dict) -> None:
+        self._tar.write(sample)
+        self.samples += 1
+
+    def close(self, skipped: list[Skipped] | None = None) -> ShardResult:
+        self._tar.close()
+        self._stream.close()
+        os.replace(self.tmp, self.path)
+        return ShardResult(
+            self.relpath, self.split, self.samples, self.path.stat().st_size, sha256_file(self.path), skipped or []
+        )
+
+    def abort(self) -> None:
+        self._tar.close()
+        self._stream.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def is_complete(out_dir: Path, result: ShardResult) -> bool:
+    """The shard on disk is the one recorded: same size and sha256."""
+    path = Path(out_dir) / result.path
+    return path.is_file() and path.stat().st_size == result.bytes and sha256_file(path) == result.sha256
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    write_json_atomic(path, manifest)
