@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/dlcr-data demo --out $(OUT)
+	$(BIN)/dlcr-data build demo --variants 10 --splits train,query --out $(OUT)
+	$(BIN)/dlcr-data preview $(OUT) --n 8
 
 test: $(STAMP) lint
 	$(BIN)/pytest

@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 # Public entry points, imported lazily so `dlcr-data --help` does not pay for torch/datasets imports.
 _LAZY = {
     "load_source": "dlcr_data.loaders.hf_builder",
+    "load_expanded": "dlcr_data.expanded",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -8,6 +8,7 @@ number of processes. The manifest is written last, by the main process, once eve
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -19,7 +20,7 @@ from PIL import Image
 from . import __version__, loaders
 from .errors import UserError
 from .garments import DEFAULT_MASK_CLASSES, check_classes
-from .io import write_json_atomic
+from .io import remove_stale_temps, write_json_atomic
 from .plan import DEFAULT_PROMPT_TEMPLATE, PlannedVariant, plan_variants, read_plan, write_plan
 from .records import Record, Skipped
 from .shards import (
@@ -158,13 +159,17 @@ def build(options: BuildOptions, reporter: Reporter | None = None) -> dict:
 
     _check_models(opts)
     _claim_out_folder(ctx)
-
-    sources = _sources(ctx)
-    pool_records = _limited(loaded.splits.get("train", []), opts.limit)
-    parsed = run_parse(ctx, _unique(sources + pool_records))
-    outfit_texts = run_describe(ctx, [r for r in pool_records if r.key in parsed])
-    plan = run_plan(ctx, [r for r in sources if r.key in parsed], outfit_texts)
-    results = run_generate(ctx, plan, {r.key: r for r in sources})
+    try:
+        sources = _sources(ctx)
+        pool_records = _limited(loaded.splits.get("train", []), opts.limit)
+        parsed = run_parse(ctx, _unique(sources + pool_records))
+        outfit_texts = run_describe(ctx, [r for r in pool_records if r.key in parsed])
+        plan = run_plan(ctx, [r for r in sources if r.key in parsed], outfit_texts)
+        results = run_generate(ctx, plan, {r.key: r for r in sources})
+    except BaseException:  # Ctrl-C can land between opening a temp file and its `with`: sweep this process's
+        for folder in (ctx.work, ctx.out / opts.dataset):
+            remove_stale_temps(folder, os.getpid())
+        raise
     return finish(ctx, results, len(outfit_texts))
 
 
@@ -182,24 +187,30 @@ def _check_splits(spec: loaders.SourceDataset, splits: tuple[str, ...]) -> None:
         raise UserError(f"{spec.name} has no split {', '.join(unknown)}; choose from {', '.join(spec.splits)}")
 
 
+def model_refs(opts: BuildOptions) -> dict[str, str]:
+    """The model each model-based stage will load (option value or the backend's default), by CLI option."""
+    refs = {}
+    if opts.parser == "segformer":
+        from .parse import DEFAULT_SEGFORMER_MODEL
+
+        refs["--parser-model"] = opts.parser_model or DEFAULT_SEGFORMER_MODEL
+    if opts.describer == "vlm":
+        from .describe import DEFAULT_LLM, DEFAULT_VLM
+
+        refs["--vlm-model"] = opts.vlm_model or DEFAULT_VLM
+        refs["--llm-model"] = opts.llm_model or DEFAULT_LLM
+    if opts.generator == "diffusion":
+        from .generate.diffusion import DEFAULT_INPAINT_MODEL
+
+        refs["--model"] = opts.model or DEFAULT_INPAINT_MODEL
+    return refs
+
+
 def _check_models(opts: BuildOptions) -> None:
     """Every model reference resolves before any work starts."""
     from .models import check_ref
 
-    refs = []
-    if opts.parser == "segformer":
-        from .parse import DEFAULT_SEGFORMER_MODEL
-
-        refs.append((opts.parser_model or DEFAULT_SEGFORMER_MODEL, "--parser-model"))
-    if opts.describer == "vlm":
-        from .describe import DEFAULT_LLM, DEFAULT_VLM
-
-        refs += [(opts.vlm_model or DEFAULT_VLM, "--vlm-model"), (opts.llm_model or DEFAULT_LLM, "--llm-model")]
-    if opts.generator == "diffusion":
-        from .generate.diffusion import DEFAULT_INPAINT_MODEL
-
-        refs.append((opts.model or DEFAULT_INPAINT_MODEL, "--model"))
-    for ref, option in refs:
+    for option, ref in model_refs(opts).items():
         check_ref(ref, option)
 
 
@@ -221,6 +232,8 @@ def _claim_out_folder(ctx: BuildContext) -> None:
             shutil.rmtree(ctx.out / ctx.opts.dataset, ignore_errors=True)
             _drop_manifest_entry(ctx.out / "manifest.json", ctx.opts.dataset)
         write_json_atomic(config_path, wanted)
+        for folder in (ctx.work, ctx.out / ctx.opts.dataset):  # partial files of a killed run: redone below
+            remove_stale_temps(folder)
     ctx.state.wait_for_everyone()
 
 
@@ -467,6 +480,7 @@ def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int) -> d
     entry = {
         "complete": True,
         "config": opts.fingerprint(),
+        "models": {option.strip("-"): ref for option, ref in model_refs(opts).items()},
         "source_root": str(ctx.root),
         "outfits": num_outfits,
         "shards": [{k: v for k, v in r.to_dict().items() if k != "skipped"} for r in results],

@@ -262,6 +262,58 @@ def preview(
     console.print(f"preview: {path}")
 
 
+@app.command()
+@user_errors
+def card(
+    out: Annotated[Path, typer.Argument(help="A build's output folder.")],
+    repo_id: Annotated[str, typer.Option(help="Repo id shown in the loading examples.")] = "USER/REPO",
+) -> None:
+    """Re-render the dataset card (OUT/README.md) and its preview from the manifest."""
+    from .hub import render_card
+
+    console.print(f"card: {render_card(out, repo_id)}")
+
+
+@app.command("push-to-hub")
+@user_errors
+def push_to_hub(
+    out: Annotated[Path, typer.Argument(help="A finished build's output folder.")],
+    repo_id: Annotated[str, typer.Argument(help="Dataset repo, e.g. me/dlcr-ltcc.")],
+    private: Annotated[bool, typer.Option(help="Create the repo private.")] = False,
+    revision: Annotated[str | None, typer.Option(help="Branch to upload to (created if needed).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Stage the exact upload tree locally and validate it.")] = False,
+    stage_dir: Annotated[Path | None, typer.Option(help="Where --dry-run stages (default OUT.staged).")] = None,
+    include_source: Annotated[
+        bool, typer.Option(help="Also upload the ORIGINAL source images (licence-gated: only if allowed).")
+    ] = False,
+) -> None:
+    """Publish a build as a Hugging Face dataset (resumable: rerun after an interruption)."""
+    from . import hub
+
+    if include_source:
+        typer.echo(hub.LICENCE_WARNING, err=True)
+    with console.status("verifying the build…"):
+        result = hub.push_to_hub(
+            out,
+            repo_id,
+            private=private,
+            revision=revision,
+            dry_run=dry_run,
+            include_source=include_source,
+            stage_dir=stage_dir,
+        )
+    if dry_run:
+        table = Table(title=f"staged {len(result.files)} files in {result.staged} (validated with load_dataset)")
+        for col in ("config", "split", "rows"):
+            table.add_column(col)
+        for config, splits in result.counts.items():
+            for split, rows in splits.items():
+                table.add_row(config, split, f"{rows:,}")
+        console.print(table)
+    else:
+        console.print(f"uploaded {len(result.files)} files to {repo_id}: {result.commit_url}")
+
+
 def print_summary(spec: loaders.SourceDataset, loaded: loaders.Loaded, max_skipped: int = 10) -> None:
     summary = loaded.summary()
     unit = "tracklets" if spec.video else "images"

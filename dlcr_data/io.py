@@ -32,6 +32,14 @@ def write_json_atomic(path: Path, obj: object) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def remove_stale_temps(folder: Path, pid: int | str = "*") -> int:
+    """Delete temp files (`.<name>.tmp-<pid>`) under `folder`, of one process or all; returns how many."""
+    stale = list(Path(folder).rglob(f".*.tmp-{pid}")) if Path(folder).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def save_png_atomic(image, path: Path) -> Path:
     """A PIL image as PNG, atomically; returns the path."""
     import io

@@ -10,7 +10,6 @@ masks a dataset ships; only the demo does).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +19,7 @@ from PIL import Image
 
 from .errors import UserError
 from .garments import CLASS_ID, DEFAULT_MASK_CLASSES, canonical_class, check_classes
+from .io import save_png_atomic
 from .models import default_device, default_dtype, load_pretrained
 from .records import Record, Skipped
 
@@ -207,19 +207,13 @@ def load_garment_map(out_dir: Path, key: str) -> np.ndarray:
 
 
 def _save_map(garment_map: np.ndarray, path: Path) -> None:
-    """Write then rename: a kill at any moment leaves either no file or a complete one."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        Image.fromarray(garment_map.astype(np.uint8, copy=False), mode="L").save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Atomic (temp + rename): a kill at any moment leaves either no file or a complete one."""
+    save_png_atomic(Image.fromarray(garment_map.astype(np.uint8, copy=False), mode="L"), path)
 
 
 def _load_image(root: Path, record: Record) -> Image.Image | Skipped:
-    path = record.frames[0] if record.frames else record.path  # video: the tracklet's first frame
     try:
-        with Image.open(root / path) as im:
+        with Image.open(root / record.image_path) as im:  # video: the tracklet's first frame
             return im.convert("RGB")
     except Exception as err:  # PIL raises many types for broken files
         return Skipped(record.path, f"unreadable image: {type(err).__name__}: {err}".splitlines()[0])

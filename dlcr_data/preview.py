@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -27,12 +26,9 @@ def contact_sheet(out: Path, n: int = 8, dataset: str | None = None, split: str 
 
 
 def _build_entry(out: Path, dataset: str | None) -> tuple[dict, str]:
-    try:
-        builds = json.loads((out / "manifest.json").read_text())["builds"]
-    except (FileNotFoundError, KeyError, json.JSONDecodeError):
-        raise UserError(
-            f"{out} is not a finished build (no valid manifest.json); run `dlcr-data build` first"
-        ) from None
+    from .hub import read_manifest
+
+    builds = read_manifest(out)["builds"]
     if dataset is None:
         dataset = sorted(builds)[0]
     if dataset not in builds:

@@ -65,3 +65,40 @@ def source_features():
             "frames": datasets.List(datasets.Value("string")),
         }
     )
+
+
+# The json member of every generated sample: the same fields, in this order, in every sample of every build.
+SAMPLE_SCHEMA: dict[str, str] = {
+    "dataset": "string",
+    "split": "string",
+    "source_key": "string",
+    "pid": "int64",
+    "camid": "int32",
+    "source_clothes_id": "string",
+    "target_clothes_id": "string",
+    "target_text": "string",  # "top | bottom | shoes"
+    "prompt": "string",
+    "negative_prompt": "string",
+    "generator": "string",
+    "model": "string",  # "" for model-free generators
+    "seed": "int64",
+    "variant": "int32",
+    "width": "int32",
+    "height": "int32",
+}
+
+
+def sample_features(image_format: str = "png"):
+    """The HF schema of a generated sample as `datasets`' webdataset builder yields it (declared in the card, so
+    no field is guessed from the first samples or dropped)."""
+    import datasets
+
+    return datasets.Features(
+        {
+            "__key__": datasets.Value("string"),
+            "__url__": datasets.Value("string"),
+            image_format: datasets.Image(),
+            "mask.png": datasets.Image(),
+            "json": {name: datasets.Value(dtype) for name, dtype in SAMPLE_SCHEMA.items()},
+        }
+    )

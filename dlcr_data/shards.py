@@ -19,26 +19,9 @@ from PIL import Image
 
 from .io import sha256_file, temp_name, write_json_atomic
 from .plan import PlannedVariant
-from .records import Skipped
+from .records import SAMPLE_SCHEMA, Skipped
 
-SAMPLE_FIELDS: tuple[str, ...] = (
-    "dataset",
-    "split",
-    "source_key",
-    "pid",
-    "camid",
-    "source_clothes_id",
-    "target_clothes_id",
-    "target_text",
-    "prompt",
-    "negative_prompt",
-    "generator",
-    "model",
-    "seed",
-    "variant",
-    "width",
-    "height",
-)
+SAMPLE_FIELDS: tuple[str, ...] = tuple(SAMPLE_SCHEMA)
 
 
 @dataclass(frozen=True)

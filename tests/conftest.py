@@ -9,6 +9,8 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from pathlib import Path
+
 import pytest
 
 
@@ -19,3 +21,40 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "hf" / "datasets"))
     monkeypatch.setenv("DLCR_DATA_ROOT", str(home / "data"))
+
+
+# -- tiny random-weight models, built once per session and shared by every test file -------------------------
+# Tests only read these folders; one that needs a changed model copies it (or edits the loaded model in memory).
+@pytest.fixture(scope="session")
+def tiny_segformer(tmp_path_factory) -> Path:
+    from tiny_models import save_tiny_segformer
+
+    return save_tiny_segformer(tmp_path_factory.mktemp("tiny-segformer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tmp_path_factory) -> Path:
+    from tiny_models import save_tiny_llava
+
+    return save_tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_next(tmp_path_factory) -> Path:
+    from tiny_models import save_tiny_llava_next
+
+    return save_tiny_llava_next(tmp_path_factory.mktemp("tiny-llava-next"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory) -> Path:
+    from tiny_models import save_tiny_llm
+
+    return save_tiny_llm(tmp_path_factory.mktemp("tiny-llm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> Path:
+    from tiny_models import save_tiny_sd_inpaint
+
+    return save_tiny_sd_inpaint(tmp_path_factory.mktemp("tiny-sd-inpaint"))

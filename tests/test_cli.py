@@ -27,7 +27,9 @@ def test_version():
     assert result.stdout.strip() == f"dlcr-data {__version__}"
 
 
-@pytest.mark.parametrize("command", [[], ["datasets"], ["inspect"], ["demo"], ["build"], ["preview"]])
+@pytest.mark.parametrize(
+    "command", [[], ["datasets"], ["inspect"], ["demo"], ["build"], ["preview"], ["card"], ["push-to-hub"]]
+)
 def test_help_on_every_command(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0
@@ -36,7 +38,7 @@ def test_help_on_every_command(command):
 
 def test_every_command_is_covered_by_the_help_test():
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
-    assert names == {"datasets", "inspect", "demo", "build", "preview"}
+    assert names == {"datasets", "inspect", "demo", "build", "preview", "card", "push-to-hub"}
 
 
 def test_datasets_lists_the_six_with_layout_and_stats():

@@ -36,108 +36,12 @@ from dlcr_data.models import ModelNotFound
 DEMO_LUT = np.array(
     [CLASS_ID[c] for c in ("background", "hair", "face", "upper", "lower", "shoes", "skin", "skin")], np.uint8
 )
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] | upper }}: "
-    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
-    "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}\n"
-    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
 
 
-# -- tiny models ----------------------------------------------------------------------------------------------
-def tiny_tokenizer():
-    """An offline Llama tokenizer: one token per ASCII character, byte fallback for the rest, and `<image>`."""
-    from transformers import LlamaTokenizer
-
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "▁": 3}
-    vocab.update({f"<0x{b:02X}>": 4 + b for b in range(256)})
-    vocab.update({chr(c): len(vocab) + i for i, c in enumerate(range(33, 127))})
-    tok = LlamaTokenizer(vocab=vocab, merges=[], add_bos_token=True)
-    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    tok.pad_token = "<unk>"
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
-
-
-def tiny_llama_config(tok, max_positions: int):
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=max_positions,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-
-
-def save_tiny_vlm(path: Path, next_: bool = False) -> str:
-    """LLaVA-1.5 (fixed 16 image tokens) or LLaVA-NeXT (token count depends on the image's aspect ratio)."""
-    import torch
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaNextConfig,
-        LlavaNextForConditionalGeneration,
-        LlavaNextImageProcessorPil,
-        LlavaNextProcessor,
-        LlavaProcessor,
-    )
-
-    tok = tiny_tokenizer()
-    vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
-    )
-    common = {
-        "vision_config": vision,
-        "text_config": tiny_llama_config(tok, 512),
-        "image_token_index": tok.convert_tokens_to_ids("<image>"),
-        "vision_feature_select_strategy": "default",
-    }
-    size = {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}
-    proc_kw = {"patch_size": 8, "vision_feature_select_strategy": "default", "num_additional_image_tokens": 1}
-    if next_:
-        pins = [[32, 32], [32, 64], [64, 32], [64, 64]]
-        config = LlavaNextConfig(**common, image_grid_pinpoints=pins)
-        images = LlavaNextImageProcessorPil(**size, image_grid_pinpoints=pins)
-        processor = LlavaNextProcessor(images, tok, chat_template=CHAT_TEMPLATE, **proc_kw)
-        model_cls = LlavaNextForConditionalGeneration
-    else:
-        config = LlavaConfig(**common, image_seq_length=16)  # (32 / 8)² patches + CLS - CLS ("default")
-        processor = LlavaProcessor(CLIPImageProcessorPil(**size), tok, chat_template=CHAT_TEMPLATE, **proc_kw)
-        model_cls = LlavaForConditionalGeneration
-    torch.manual_seed(0)
-    model_cls(config).save_pretrained(path)
-    processor.save_pretrained(path)
-    return str(path)
-
-
-def save_tiny_llm(path: Path) -> str:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    tok = tiny_tokenizer()
-    torch.manual_seed(1)
-    AutoModelForCausalLM.from_config(tiny_llama_config(tok, 2048)).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
+# -- tiny models (built once per session in conftest.py) ------------------------------------------------------
 @pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory) -> dict[str, str]:
-    base = tmp_path_factory.mktemp("models")
-    return {
-        "vlm": save_tiny_vlm(base / "llava"),
-        "next": save_tiny_vlm(base / "llava-next", next_=True),
-        "llm": save_tiny_llm(base / "llama"),
-    }
+def model_dirs(tiny_llava, tiny_llava_next, tiny_llm) -> dict[str, str]:
+    return {"vlm": str(tiny_llava), "next": str(tiny_llava_next), "llm": str(tiny_llm)}
 
 
 @pytest.fixture(scope="module")

@@ -167,54 +167,7 @@ def test_recolor_dress_and_speed():
 
 
 # --- diffusion (tiny random SD inpainting, saved and loaded like real weights) ------------------------------------
-
-
-def tiny_clip_tokenizer():
-    """CLIP BPE tokenizer built offline: byte-level vocab, no merges (hf-stack.md §8)."""
-    from transformers import CLIPTokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    chars = list(bytes_to_unicode().values())
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": i + 256 for i, c in enumerate(chars)})
-    vocab.update({"<|startoftext|>": 512, "<|endoftext|>": 513})
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory):
-    import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=9, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-    )  # fmt: skip
-    tokenizer = tiny_clip_tokenizer()
-    torch.manual_seed(0)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0, eos_token_id=2, pad_token_id=1, hidden_size=32, intermediate_size=37,
-            layer_norm_eps=1e-5, num_attention_heads=4, num_hidden_layers=5, vocab_size=len(tokenizer),
-            max_position_embeddings=77,
-        )
-    )  # fmt: skip
-    pipe = StableDiffusionInpaintPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-        scheduler=PNDMScheduler(skip_prk_steps=True, steps_offset=1),
-        safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
-    )  # fmt: skip
-    path = tmp_path_factory.mktemp("tiny-sd-inpaint")
-    pipe.save_pretrained(path)
-    return path
+# `tiny_sd` is built once per session (conftest.py, tiny_models.py) and shared with the end-to-end build test.
 
 
 @pytest.fixture(scope="module")

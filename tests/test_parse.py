@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessorPil
+from tiny_models import CLOTHES_LABELS, force_label
 
 from dlcr_data.demo import DemoConfig, render_demo
 from dlcr_data.demo.labels import ARMS, FACE, HAIR, LEGS, LOWER, SHOES, UPPER
@@ -29,37 +28,9 @@ from dlcr_data.parse import (
 )
 from dlcr_data.records import Record
 
-# The label set of mattmdjaga/segformer_b2_clothes (ATR clothes parsing), in its order.
-CLOTHES_LABELS = (
-    "Background", "Hat", "Hair", "Sunglasses", "Upper-clothes", "Skirt", "Pants", "Dress", "Belt",
-    "Left-shoe", "Right-shoe", "Face", "Left-leg", "Right-leg", "Left-arm", "Right-arm", "Bag", "Scarf",
-)  # fmt: skip
 TINY_DEMO = DemoConfig(num_ids=4, images_per_camera=1)
 DEMO_TO_CLASS = {0: "background", HAIR: "hair", FACE: "face", UPPER: "upper", LOWER: "lower", SHOES: "shoes"}
 DEMO_TO_CLASS |= {ARMS: "skin", LEGS: "skin"}
-
-
-@pytest.fixture(scope="module")
-def segformer_dir(tmp_path_factory) -> Path:
-    """A tiny random SegFormer + processor saved like a downloaded checkpoint."""
-    config = SegformerConfig(
-        num_encoder_blocks=2,
-        depths=[1, 1],
-        sr_ratios=[2, 1],
-        hidden_sizes=[8, 16],
-        patch_sizes=[7, 3],
-        strides=[4, 2],
-        num_attention_heads=[1, 2],
-        mlp_ratios=[2, 2],
-        decoder_hidden_size=32,
-        id2label=dict(enumerate(CLOTHES_LABELS)),
-        label2id={name: i for i, name in enumerate(CLOTHES_LABELS)},
-    )
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("segformer")
-    SegformerForSemanticSegmentation(config).save_pretrained(path)
-    SegformerImageProcessorPil(size={"height": 64, "width": 32}).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +63,9 @@ def test_label_lut_lists_unmatched_labels_as_background():
     assert lut.tolist() == [CLASS_ID["background"], CLASS_ID["background"], CLASS_ID["lower"]]
 
 
-def test_segformer_maps_have_each_images_size_and_canonical_ids(segformer_dir):
-    parser = SegformerParser(str(segformer_dir), batch_size=2)  # 3 images: a batch of 2, then 1
-    assert (parser.name, parser.model_id, parser.unmapped) == ("segformer", str(segformer_dir), ())
+def test_segformer_maps_have_each_images_size_and_canonical_ids(tiny_segformer):
+    parser = SegformerParser(str(tiny_segformer), batch_size=2)  # 3 images: a batch of 2, then 1
+    assert (parser.name, parser.model_id, parser.unmapped) == ("segformer", str(tiny_segformer), ())
     images = random_images([(20, 40), (64, 128), (17, 33)])  # mixed sizes and aspect ratios
     maps = parser.parse(images, [], Path())
     for image, garment_map in zip(images, maps, strict=True):
@@ -103,7 +74,7 @@ def test_segformer_maps_have_each_images_size_and_canonical_ids(segformer_dir):
         assert set(np.unique(garment_map)) <= set(range(len(CLASSES)))
     # Deterministic, and independent of how images are batched.
     again = parser.parse(images, [], Path())
-    solo = [SegformerParser(str(segformer_dir), batch_size=1).parse([im], [], Path())[0] for im in images]
+    solo = [SegformerParser(str(tiny_segformer), batch_size=1).parse([im], [], Path())[0] for im in images]
     for a, b, c in zip(maps, again, solo, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
@@ -113,13 +84,9 @@ def test_segformer_maps_have_each_images_size_and_canonical_ids(segformer_dir):
     ("label", "cls"),
     [("Pants", "lower"), ("Left-arm", "skin"), ("Hat", "hat"), ("Bag", "accessories"), ("Upper-clothes", "upper")],
 )
-def test_segformer_label_wins_gives_its_canonical_class(segformer_dir, label, cls):
-    parser = SegformerParser(str(segformer_dir))
-    classifier = parser.model.decode_head.classifier
-    with torch.no_grad():  # constant logits: this label wins everywhere
-        classifier.weight.zero_()
-        classifier.bias.zero_()
-        classifier.bias[CLOTHES_LABELS.index(label)] = 1.0
+def test_segformer_label_wins_gives_its_canonical_class(tiny_segformer, label, cls):
+    parser = SegformerParser(str(tiny_segformer))
+    force_label(parser.model, label)  # constant logits, in memory only: this label wins everywhere
     maps = parser.parse(random_images([(24, 48), (40, 40)]), [], Path())
     assert all((m == CLASS_ID[cls]).all() for m in maps)
 
@@ -257,7 +224,7 @@ def test_parse_records_resumes_after_a_kill(demo_copy, tmp_path):
     assert len(list(out.iterdir())) == len(records)
 
 
-def test_parse_records_with_segformer_uses_a_videos_first_frame(segformer_dir, tmp_path):
+def test_parse_records_with_segformer_uses_a_videos_first_frame(tiny_segformer, tmp_path):
     root = tmp_path / "root"
     (root / "t1").mkdir(parents=True)
     for name, (w, h) in {"f0.png": (20, 44), "f1.png": (30, 30), "img.jpg": (16, 32)}.items():
@@ -267,7 +234,7 @@ def test_parse_records_with_segformer_uses_a_videos_first_frame(segformer_dir, t
         Record("t1", "t1", 1, 0, "1_1", "train", frames=("t1/f0.png", "t1/f1.png")),
         Record("img", "img.jpg", 2, 1, "2_1", "train"),
     ]
-    parser = make_parser("segformer", str(segformer_dir), dataset="ccvid", device="cpu")
+    parser = make_parser("segformer", str(tiny_segformer), dataset="ccvid", device="cpu")
     assert parse_records(records, root, parser, tmp_path / "maps") == []
     assert load_garment_map(tmp_path / "maps", "t1").shape == (44, 20)
     assert load_garment_map(tmp_path / "maps", "img").shape == (32, 16)

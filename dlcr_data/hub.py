@@ -1,0 +1,371 @@
+"""Publishing a build: the out folder *is* the dataset repository.
+
+`render_card` writes `README.md` (YAML `configs:` with one config per dataset and declared `dataset_info.features`,
+so `load_dataset` never guesses a field) and `preview.png`. `push_to_hub` verifies the build against its manifest,
+then uploads exactly the files `upload_files` selects (`work/` caches and source images stay local unless asked)
+with `upload_folder`, which resumes when rerun. `--dry-run` stages that same tree and loads it back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__, loaders
+from .errors import UserError
+from .io import sha256_file, write_text_atomic
+from .records import SAMPLE_SCHEMA, sample_features
+
+CARD_TEMPLATE = Path(__file__).parent / "cards" / "dataset_card.md"
+UPLOAD_ALLOW = ["README.md", "manifest.json", "preview.png", "*/*.tar"]
+UPLOAD_IGNORE = ["work/*", ".*", "*/.*"]
+SOURCE_SUFFIX = "-source"  # `<dataset>-source/`: original images, uploaded only with --include-source
+LICENCE_WARNING = (
+    "warning: --include-source uploads the ORIGINAL images of licence-gated datasets; make sure their licences "
+    "allow you to redistribute them (most do not)."
+)
+
+
+# -- the build as published -------------------------------------------------------------------------------------
+def read_manifest(out: Path) -> dict:
+    path = Path(out) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("builds"), dict):
+        raise UserError(f"{out} is not a finished build: no valid manifest.json; run `dlcr-data build` first")
+    return manifest
+
+
+def verify_build(out: Path) -> dict:
+    """The manifest, once every shard it lists is on disk with its sha256 and nothing unfinished is around."""
+    out = Path(out)
+    manifest = read_manifest(out)
+    problems: list[str] = []
+    for name, entry in sorted(manifest["builds"].items()):
+        if not entry.get("complete"):
+            problems.append(f"the {name} build is not complete")
+        listed = set()
+        for shard in entry.get("shards", []):
+            path = out / shard["path"]
+            listed.add(path)
+            if not path.is_file():
+                problems.append(f"missing shard {shard['path']}")
+            elif path.stat().st_size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
+                problems.append(f"shard {shard['path']} does not match its sha256 in manifest.json")
+        problems += [
+            f"shard {p.relative_to(out)} is not in manifest.json" for p in (out / name).glob("*.tar") if p not in listed
+        ]
+        if any((out / name).glob(".*.tmp-*")):
+            problems.append(f"{name}/ holds temp files: a build is running or was interrupted")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(
+            f"{out} is not a complete build: {problems[0]}{more}; rerun `dlcr-data build` with the same options"
+        )
+    return manifest
+
+
+def upload_files(out: Path, include_source: bool = False) -> list[str]:
+    """The repo-relative paths `push-to-hub` uploads (and `--dry-run` stages): the same filter `upload_folder` uses."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    out = Path(out)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    return list(filter_repo_objects(files, allow_patterns=UPLOAD_ALLOW, ignore_patterns=_ignore(include_source)))
+
+
+def _ignore(include_source: bool) -> list[str]:
+    return UPLOAD_IGNORE if include_source else [*UPLOAD_IGNORE, f"*{SOURCE_SUFFIX}/*"]
+
+
+# -- statistics and the card ------------------------------------------------------------------------------------
+@dataclass
+class SplitStats:
+    split: str
+    shards: int
+    samples: int
+    sources: int
+    ids: int
+    source_outfits: int
+    target_outfits: int
+
+
+def split_stats(out: Path, entry: dict) -> list[SplitStats]:
+    """Per split, from the shards' json members (read with tarfile: no image is decoded, nothing unpickled)."""
+    rows: dict[str, list[dict]] = {}
+    shards = Counter(s["split"] for s in entry["shards"])
+    for shard in entry["shards"]:
+        with tarfile.open(Path(out) / shard["path"]) as tar:
+            for member in tar:
+                if member.name.endswith(".json"):
+                    rows.setdefault(shard["split"], []).append(json.load(tar.extractfile(member)))
+    return [
+        SplitStats(
+            split,
+            shards[split],
+            len(metas),
+            len({m["source_key"] for m in metas}),
+            len({m["pid"] for m in metas}),
+            len({m["source_clothes_id"] for m in metas}),
+            len({m["target_clothes_id"] for m in metas}),
+        )
+        for split, metas in rows.items()
+    ]
+
+
+def _size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "1M<n<10M" if n < 10_000_000 else "n>10M"
+
+
+def card_data(manifest: dict, include_source: bool = False):
+    """The card's YAML: configs (data_files per split), declared features, licence, tags, sizes, sources."""
+    from huggingface_hub import DatasetCardData
+
+    builds = manifest["builds"]
+    configs, infos = [], []
+    for name, entry in sorted(builds.items()):
+        splits = list(dict.fromkeys(s["split"] for s in entry["shards"]))
+        configs.append({"config_name": name, "data_files": [{"split": s, "path": f"{name}/{s}-*.tar"} for s in splits]})
+        infos.append(
+            {"config_name": name, "features": sample_features(entry["config"]["image_format"])._to_yaml_list()}
+        )
+        if include_source:
+            configs.append(
+                {
+                    "config_name": f"{name}_source",
+                    "data_files": [{"split": s, "path": f"{name}{SOURCE_SUFFIX}/{s}-*.tar"} for s in splits],
+                }
+            )
+    if len(configs) == 1:
+        configs[0]["default"] = True
+    total = sum(e["totals"]["samples"] for e in builds.values())
+    names = sorted(builds)
+    licence = {"license": "apache-2.0"}
+    if _gated(names):  # generated from real people: the source datasets' terms apply
+        licence = {"license": "other", "license_name": "source-dataset-terms"}
+    return DatasetCardData(
+        **licence,
+        pretty_name=f"DLCR-expanded {', '.join(names)}",
+        task_categories=["image-feature-extraction", "image-to-image"],
+        tags=["person-re-identification", "clothes-changing", "synthetic", "diffusion", "data-augmentation", "dlcr"],
+        size_categories=[_size_category(total)],
+        source_datasets=[f"extended|{n}" for n in names],
+        configs=configs,
+        dataset_info=infos,
+    )
+
+
+def render_card(out: Path, repo_id: str = "USER/REPO", include_source: bool = False, preview_rows: int = 6) -> Path:
+    """Write `OUT/README.md` (and `OUT/preview.png` if missing) from the manifest; returns the card path."""
+    from huggingface_hub import DatasetCard
+
+    from .io import save_png_atomic
+    from .preview import contact_sheet
+
+    out = Path(out)
+    manifest = read_manifest(out)
+    preview = out / "preview.png"
+    if not preview.exists():
+        first = sorted(manifest["builds"])[0]
+        split = manifest["builds"][first]["shards"][0]["split"]
+        save_png_atomic(contact_sheet(out, n=preview_rows, dataset=first, split=split), preview)
+    builds = [_card_build(out, name, entry) for name, entry in sorted(manifest["builds"].items())]
+    card = DatasetCard.from_template(
+        card_data(manifest, include_source),
+        template_path=str(CARD_TEMPLATE),
+        pretty_name=f"DLCR-expanded {', '.join(b['name'] for b in builds)}",
+        tool=manifest.get("tool", f"dlcr-data {__version__}").removeprefix("dlcr-data "),
+        sources_text=", ".join(b["name"] for b in builds),
+        gated=_gated([b["name"] for b in builds]),
+        source_note=(
+            "This repository also holds the original source images (`*_source` configs), published by the uploader."
+            if include_source
+            else "The source images themselves are not included."
+        ),
+        preview="preview.png",
+        builds=builds,
+        repo_id=repo_id,
+        fields=list(SAMPLE_SCHEMA),
+        citations=[c for c in (_citation(b["name"]) for b in builds) if c],
+    )
+    path = out / "README.md"
+    write_text_atomic(path, str(card))
+    return path
+
+
+def _card_build(out: Path, name: str, entry: dict) -> dict:
+    reasons = Counter(s["reason"].split(":")[0] for s in entry["skipped"])
+    config = entry["config"]
+    shown = (
+        "variants",
+        "splits",
+        "seed",
+        "steps",
+        "guidance",
+        "resolution",
+        "pad",
+        "negative_prompt",
+        "prompt_template",
+        "image_format",
+        "shard_samples",
+        "limit",
+        "captions_per_outfit",
+    )
+    return {
+        "name": name,
+        "config": config,
+        "models": entry.get("models", {}),
+        "outfits": entry["outfits"],
+        "splits": [s.__dict__ for s in split_stats(out, entry)],
+        "skipped": len(entry["skipped"]),
+        "skipped_reasons": ", ".join(f"{n} {r}" for r, n in reasons.most_common()),
+        "settings": [(k, config.get(k)) for k in shown],
+    }
+
+
+def _gated(names: list[str]) -> list[str]:
+    """The licence-gated sources among `names` (everything but the synthetic demo)."""
+    return [n for n in names if n != "demo"]
+
+
+def _citation(name: str) -> str:
+    try:
+        return loaders.get(name).citation
+    except UserError:
+        return ""
+
+
+# -- source images (only on request) ----------------------------------------------------------------------------
+def write_source_shards(out: Path, shard_samples: int = 1000) -> list[Path]:
+    """`<dataset>-source/<split>-NNNNN.tar` with the original image bytes and record of every built source."""
+    import webdataset as wds
+
+    from .io import temp_name
+
+    out = Path(out)
+    written = []
+    for name, entry in sorted(read_manifest(out)["builds"].items()):
+        loaded = loaders.load(name, entry["source_root"])
+        for split in entry["config"]["splits"]:
+            records = loaded[split] if entry["config"]["limit"] is None else loaded[split][: entry["config"]["limit"]]
+            for index, start in enumerate(range(0, len(records), shard_samples)):
+                path = out / f"{name}{SOURCE_SUFFIX}" / f"{split}-{index:05d}.tar"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = temp_name(path)
+                with open(tmp, "wb") as stream, wds.TarWriter(stream, encoder=False, mtime=0) as tar:
+                    for r in records[start : start + shard_samples]:
+                        ext = Path(r.image_path).suffix.lower().lstrip(".").replace("jpeg", "jpg")
+                        meta = {k: v for k, v in r.to_dict().items() if k != "frames"}
+                        tar.write(
+                            {
+                                "__key__": r.key,
+                                ext: (loaded.root / r.image_path).read_bytes(),
+                                "json": json.dumps(meta, sort_keys=True).encode(),
+                            }
+                        )
+                os.replace(tmp, path)
+                written.append(path)
+    return written
+
+
+# -- staging, validation, push ----------------------------------------------------------------------------------
+def stage(out: Path, dest: Path, include_source: bool = False) -> Path:
+    """Copy (hard-link where possible) exactly the files that would be uploaded into `dest`."""
+    out, dest = Path(out), Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    for rel in upload_files(out, include_source):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(out / rel, target)
+        except OSError:
+            shutil.copy2(out / rel, target)
+    return dest
+
+
+def validate_staged(staged: Path, manifest: dict) -> dict[str, dict[str, int]]:
+    """`load_dataset` every config and split of the staged tree, with the manifest's row counts; load the card."""
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    DatasetCard.load(Path(staged) / "README.md")
+    datasets.disable_progress_bars()  # one table at the end says it all
+    counts: dict[str, dict[str, int]] = {}
+    for name, entry in sorted(manifest["builds"].items()):
+        expected = Counter()
+        for shard in entry["shards"]:
+            expected[shard["split"]] += shard["samples"]
+        counts[name] = {}
+        for split, n in expected.items():
+            ds = datasets.load_dataset(str(staged), name, split=split)
+            if ds.num_rows != n:
+                raise UserError(f"staged {name}/{split} loads {ds.num_rows} rows, the manifest says {n}")
+            counts[name][split] = n
+    return counts
+
+
+@dataclass
+class PushResult:
+    repo_id: str
+    files: list[str]
+    staged: Path | None = None
+    counts: dict | None = None
+    commit_url: str | None = None
+
+
+def push_to_hub(
+    out: Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    dry_run: bool = False,
+    include_source: bool = False,
+    stage_dir: Path | None = None,
+    api=None,
+) -> PushResult:
+    """Verify, render the card, then upload (or, with `dry_run`, stage and validate) the build in `out`."""
+    out = Path(out)
+    manifest = verify_build(out)  # before anything is uploaded
+    if include_source:
+        write_source_shards(out)
+    render_card(out, repo_id, include_source)
+    files = upload_files(out, include_source)
+    if dry_run:
+        staged = stage(out, stage_dir or out.parent / f"{out.name}.staged", include_source)
+        return PushResult(repo_id, files, staged, validate_staged(staged, manifest))
+
+    from huggingface_hub import HfApi, constants, get_token
+
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(
+            "cannot push while offline (HF_HUB_OFFLINE=1); unset it, or use --dry-run to stage and validate"
+        )
+    if api is None:
+        if not get_token():
+            raise UserError("no Hugging Face token: set HF_TOKEN or run `hf auth login`, then rerun push-to-hub")
+        api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    if revision:
+        api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+    info = api.upload_folder(
+        repo_id=repo_id,
+        repo_type="dataset",
+        folder_path=str(out),
+        revision=revision,
+        allow_patterns=UPLOAD_ALLOW,
+        ignore_patterns=_ignore(include_source),
+        commit_message=f"Upload DLCR-expanded {', '.join(sorted(manifest['builds']))} ({manifest.get('tool', '')})",
+    )
+    return PushResult(repo_id, files, commit_url=getattr(info, "commit_url", None))

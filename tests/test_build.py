@@ -1,0 +1,233 @@
+"""`dlcr-data build` on the demo: deterministic, identical across process counts, resumable after kill -9."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+from PIL import Image
+from typer.testing import CliRunner
+
+from dlcr_data import loaders
+from dlcr_data.build import BuildOptions, build
+from dlcr_data.cli import app
+from dlcr_data.demo import DemoConfig, render_demo
+from dlcr_data.io import sha256_file
+from dlcr_data.plan import plan_variants
+from dlcr_data.records import Record
+from dlcr_data.shards import SAMPLE_FIELDS
+
+TINY = DemoConfig(seed=3, num_ids=6, images_per_camera=2)
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    return render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", TINY)
+
+
+def tree(out: Path) -> dict[str, str]:
+    """sha256 of every output file (work/ caches excluded: they are not the product)."""
+    return {
+        p.relative_to(out).as_posix(): sha256_file(p)
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and "work" not in p.relative_to(out).parts
+    }
+
+
+def cli_build(root: Path, out: Path, *extra: str, nproc: int = 1, shard_samples: int = 12) -> list[str]:
+    args = ["build", "demo", "--root", str(root), "--out", str(out), "--variants", "3"]
+    args += ["--shard-samples", str(shard_samples)]
+    if nproc == 1:
+        return [str(BIN / "dlcr-data"), *args, *extra]
+    return [str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={nproc}", "-m", "dlcr_data", *args, *extra]
+
+
+def run(argv: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def reference(demo_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "out"
+    run(cli_build(demo_root, out))
+    return out
+
+
+# -- plan -------------------------------------------------------------------------------------------------------
+def test_plan_is_a_pure_function_of_seed_key_and_variant():
+    recs = [Record(f"train_{i}", f"train/{i}.png", i % 3, 0, f"{i % 3}_1", "train") for i in range(9)]
+    outfits = {f"{p}_1": f"red top {p} | black trousers | white shoes" for p in range(3)} | {"9_2": "a | b | c"}
+    plan = plan_variants(recs, outfits, 5, seed=1)
+    shuffled = plan_variants(list(reversed(recs)), outfits, 5, seed=1)
+    assert sorted(plan, key=lambda v: v.key) == sorted(shuffled, key=lambda v: v.key)
+    for v in plan:
+        assert v.target_clothes_id != v.source_clothes_id  # DLCR: only *other* outfits
+        assert "." not in v.key and v.key.endswith(f"_v{v.variant}")
+    first = [v.target_clothes_id for v in plan if v.source_key == "train_0"]
+    assert len(set(first[:3])) == 3  # distinct while the pool (3 other outfits) allows
+    assert plan != plan_variants(recs, outfits, 5, seed=2)
+
+
+# -- the build --------------------------------------------------------------------------------------------------
+def test_shards_manifest_and_samples(reference, demo_root):
+    manifest = json.loads((reference / "manifest.json").read_text())
+    entry = manifest["builds"]["demo"]
+    assert entry["complete"] and entry["config"]["variants"] == 3
+    train = loaders.get("demo").load(demo_root)["train"]
+    assert entry["totals"]["samples"] == 3 * len(train)
+    for shard in entry["shards"]:
+        path = reference / shard["path"]
+        assert path.name.startswith("train-") and path.stat().st_size == shard["bytes"]
+        assert sha256_file(path) == shard["sha256"]
+    samples = list(wds.WebDataset([str(reference / s["path"]) for s in entry["shards"]], shardshuffle=False))
+    assert len(samples) == entry["totals"]["samples"]
+    sources = {r.key: r for r in train}
+    for sample in samples[:40]:
+        meta = json.loads(sample["json"])
+        assert tuple(sorted(meta)) == tuple(sorted(SAMPLE_FIELDS))  # the same fields in every sample
+        assert sample["__key__"] == f"{meta['source_key']}_v{meta['variant']}"
+        src = np.array(Image.open(demo_root / sources[meta["source_key"]].path).convert("RGB"))
+        out = np.array(Image.open(io.BytesIO(sample["png"])))
+        mask = np.array(Image.open(io.BytesIO(sample["mask.png"]))) > 0
+        assert out.shape == src.shape and (meta["width"], meta["height"]) == (src.shape[1], src.shape[0])
+        assert np.array_equal(out[~mask], src[~mask])  # composited only inside the mask
+        assert not np.array_equal(out[mask], src[mask])
+
+
+def test_two_processes_give_identical_bytes(reference, demo_root, tmp_path):
+    out = tmp_path / "out2"
+    run(cli_build(demo_root, out, nproc=2))
+    assert tree(out) == tree(reference)
+
+
+def test_kill_9_then_rerun_is_identical(demo_root, tmp_path):
+    small = {"shard_samples": 3}  # many small shards: the kill lands between or inside later ones
+    reference = tmp_path / "reference"
+    run(cli_build(demo_root, reference, **small))
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = cli_build(demo_root, out, "--batch-size", "1", **small)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((out / "demo").glob("train-*.tar")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists()  # killed before the end: the manifest comes last
+    run(argv)
+    assert tree(out) == tree(reference)
+    assert not list(out.rglob(".*.tmp-*"))
+
+
+def test_rerun_keeps_complete_shards_and_redoes_corrupted_ones(reference, demo_root, tmp_path):
+    out = tmp_path / "again"
+    run(cli_build(demo_root, out))
+    first = out / "demo" / "train-00000.tar"
+    second = out / "demo" / "train-00001.tar"
+    kept_mtime = second.stat().st_mtime_ns
+    first.write_bytes(first.read_bytes()[:1000])  # truncated: sha256 no longer matches
+    run(cli_build(demo_root, out))
+    assert tree(out) == tree(reference)
+    assert second.stat().st_mtime_ns == kept_mtime  # a complete shard is not rewritten
+
+
+def test_other_options_refuse_or_overwrite(reference, demo_root, tmp_path):
+    out = tmp_path / "opts"
+    runner = CliRunner()
+    args = ["build", "demo", "--root", str(demo_root), "--out", str(out), "--shard-samples", "12"]
+    assert runner.invoke(app, [*args, "--variants", "3"]).exit_code == 0
+    refused = runner.invoke(app, [*args, "--variants", "2"])
+    assert refused.exit_code == 2
+    assert "other options (variants)" in refused.stderr and "--overwrite" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    replaced = runner.invoke(app, [*args, "--variants", "2", "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    entry = json.loads((out / "manifest.json").read_text())["builds"]["demo"]
+    assert entry["config"]["variants"] == 2
+    assert entry["totals"]["samples"] == 2 * len(loaders.get("demo").load(demo_root)["train"])
+    assert sorted(p.name for p in (out / "demo").glob("*.tar")) == sorted(Path(s["path"]).name for s in entry["shards"])
+
+
+def test_bad_sources_are_skipped_and_listed(demo_root, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(demo_root, root)
+    train = loaders.get("demo").load(root)["train"]
+    (root / train[0].path).write_bytes(b"not a png")  # corrupt source image
+    blank = root / "masks" / train[1].path  # a mask with no clothing
+    Image.fromarray(np.zeros_like(np.array(Image.open(blank)))).save(blank)
+    entry = build(BuildOptions("demo", tmp_path / "out", root=str(root), variants=2, shard_samples=50))
+    reasons = {item["path"]: item["reason"] for item in entry["skipped"]}
+    assert "unreadable image" in reasons[train[0].path]
+    assert reasons[train[1].path] == "empty mask: no clothing found"
+    assert entry["totals"]["samples"] == 2 * (len(train) - 2)
+
+
+def test_query_split_and_jpg(demo_root, tmp_path):
+    entry = build(
+        BuildOptions("demo", tmp_path / "out", root=str(demo_root), variants=2, splits=("query",), image_format="jpg")
+    )
+    names = [s["path"] for s in entry["shards"]]
+    assert names and all(n.startswith("demo/query-") for n in names)
+    sample = next(iter(wds.WebDataset([str(tmp_path / "out" / names[0])], shardshuffle=False)))
+    assert "jpg" in sample and "png" not in sample
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--splits", "val"], "has no split val"),
+        (["--generator", "magic"], "unknown generator"),
+        (["--mask-classes", "upper,socks"], "unknown garment class"),
+        (["--resolution", "256by768"], "--resolution must look like"),
+        (["--parser", "oracle", "--parser-model", "x"], "--parser-model"),
+    ],
+)
+def test_bad_options_are_one_line_errors(demo_root, tmp_path, args, message):
+    result = CliRunner().invoke(app, ["build", "demo", "--root", str(demo_root), "--out", str(tmp_path), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_preview_contact_sheet(reference, tmp_path):
+    result = CliRunner().invoke(app, ["preview", str(reference), "--n", "3", "--png", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    sheet = Image.open(tmp_path / "p.png")
+    assert sheet.height > 3 * 128 and sheet.width > 5 * 64  # 3 rows of source, mask and 3 variants
+
+
+def test_preview_of_an_unfinished_build_is_a_user_error(tmp_path):
+    result = CliRunner().invoke(app, ["preview", str(tmp_path)])
+    assert result.exit_code == 2 and "not a finished build" in result.stderr
+
+
+def test_ctrl_c_leaves_only_complete_shards(demo_root, tmp_path):
+    out = tmp_path / "interrupted"
+    argv = cli_build(demo_root, out, "--batch-size", "1", shard_samples=3)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "demo").glob("train-*.tar")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "rerun the same command to continue" in stderr and "Traceback" not in stderr
+    assert not list(out.rglob(".*.tmp-*"))  # no partial shard left behind
+    for shard in (out / "demo").glob("*.tar"):  # whatever has a final name is a complete, readable tar
+        with tarfile.open(shard) as tar:
+            names = tar.getnames()
+        assert names and len(names) % 3 == 0

@@ -1,0 +1,192 @@
+"""End to end through the CLI with every model backend: SegFormer, LLaVA + Llama, SD inpainting (tiny, random).
+
+The same code path as real weights: `dlcr-data build` loads each model folder with `from_pretrained`. The LTCC
+fixture tree is rewritten with 32x64 noisy images (one tint per outfit), so the tiny SegFormer has texture to
+parse and each image gets a mask that covers part of it: then "pixels outside the mask are the source's" is a
+real check, not a vacuous one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures import WRITERS, DatasetFixture
+from PIL import Image
+from tiny_models import save_tiny_segformer, save_tiny_segformer_halves
+from typer.testing import CliRunner
+
+from dlcr_data import loaders
+from dlcr_data.cli import app
+from dlcr_data.io import sha256_file
+from dlcr_data.parse import clothing_mask, load_garment_map
+from dlcr_data.shards import SAMPLE_FIELDS
+
+runner = CliRunner()
+SIZE = (32, 64)  # W x H of the rewritten fixture images, and the generation resolution
+EMPTY_MASK = "empty mask: no clothing found"
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def build_args(root: Path, out: Path, parser_model: Path, sd: Path | str, *describe: object) -> list[object]:
+    """`dlcr-data build ltcc` with every model backend; `describe` gives the describer options."""
+    return [
+        "build", "ltcc", "--out", out, "--root", root, "--parser", "segformer", "--parser-model", parser_model,
+        *describe, "--generator", "diffusion", "--model", sd, "--steps", 2, "--resolution", "x".join(map(str, SIZE)),
+        "--variants", 2, "--batch-size", 2,
+    ]  # fmt: skip
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (relative path -> sha256)."""
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def read_shard(path: Path) -> dict[str, dict[str, bytes]]:
+    """Sample key -> {extension: bytes}; a WebDataset key ends at the first dot of the member name."""
+    samples: dict[str, dict[str, bytes]] = defaultdict(dict)
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            key, ext = member.name.split(".", 1)
+            samples[key][ext] = tar.extractfile(member).read()
+    return dict(samples)
+
+
+# -- fixtures ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ltcc(tmp_path_factory) -> DatasetFixture:
+    """The LTCC fixture layout (3 splits, 5 train images, 3 train outfits) with 32x64 tinted-noise images."""
+    fx = WRITERS["ltcc"](tmp_path_factory.mktemp("data"), broken=False)
+    rng = np.random.default_rng(0)
+    tints = {cid: rng.integers(0, 256, 3) for cid in sorted({v[3] for v in fx.records.values()})}
+    for rel, (_, _, _, clothes_id) in sorted(fx.records.items()):
+        noise = rng.integers(0, 256, (SIZE[1], SIZE[0], 3))
+        pixels = (noise + tints[clothes_id]) // 2
+        Image.fromarray(pixels.astype(np.uint8)).save(fx.root / rel)
+    return fx
+
+
+@pytest.fixture(scope="module")
+def sources(ltcc) -> dict[str, tuple]:
+    """Train record key -> (record, source pixels), read through the library's own loader."""
+    loaded = loaders.load("ltcc", ltcc.root)
+    return {r.key: (r, np.asarray(Image.open(loaded.root / r.path).convert("RGB"))) for r in loaded.splits["train"]}
+
+
+@pytest.fixture(scope="module")
+def halves_segformer(ltcc, sources, tmp_path_factory) -> Path:
+    """Background vs Upper-clothes, about half each: every source gets a partial, non-empty clothing mask."""
+    images = [Image.fromarray(pixels) for _, pixels in sources.values()]
+    return save_tiny_segformer_halves(tmp_path_factory.mktemp("segformer-halves"), images)
+
+
+@pytest.fixture(scope="module")
+def built(ltcc, halves_segformer, tiny_llava, tiny_llm, tiny_sd, tmp_path_factory):
+    """One full build (parse, describe with LLaVA + Llama, plan, SD inpainting, shards); (CLI result, out)."""
+    out = tmp_path_factory.mktemp("build") / "out"
+    describe = ("--describer", "vlm", "--vlm-model", tiny_llava, "--llm-model", tiny_llm)
+    result = invoke(*build_args(ltcc.root, out, halves_segformer, tiny_sd, *describe))
+    assert result.exit_code == 0, result.output  # else every test here errors with the build's own message
+    return result, out
+
+
+# -- the full build ---------------------------------------------------------------------------------------------
+def test_build_exits_0_and_the_manifest_lists_its_shards_with_their_sha256(built, sources):
+    result, out = built
+    assert result.exit_code == 0, result.output
+    entry = json.loads((out / "manifest.json").read_text())["builds"]["ltcc"]
+    assert entry["complete"] and entry["skipped"] == []  # every source has a non-empty mask
+    assert entry["outfits"] == 3 and entry["totals"]["samples"] == 2 * len(sources)
+    shards = entry["shards"]
+    assert shards and sorted(s["path"] for s in shards) == sorted(
+        str(p.relative_to(out)) for p in (out / "ltcc").glob("*.tar")
+    )
+    for shard in shards:
+        path = out / shard["path"]
+        assert sha256_file(path) == shard["sha256"] and path.stat().st_size == shard["bytes"]
+        assert len(read_shard(path)) == shard["samples"]
+    assert not list(out.rglob(".*.tmp-*"))  # no half-written file left behind
+
+
+def test_every_sample_has_image_mask_and_json_with_the_same_fields(built, sources, tiny_sd):
+    _, out = built
+    samples = {k: v for tar in sorted((out / "ltcc").glob("*.tar")) for k, v in read_shard(tar).items()}
+    assert sorted(samples) == sorted(f"{key}_v{k}" for key in sources for k in range(2))
+    for key, members in samples.items():
+        assert set(members) == {"png", "mask.png", "json"}, key
+        meta = json.loads(members["json"])
+        assert sorted(meta) == sorted(SAMPLE_FIELDS)  # the same field set in every sample
+        assert (meta["generator"], meta["model"]) == ("diffusion", str(tiny_sd))
+        record, pixels = sources[meta["source_key"]]
+        assert (meta["dataset"], meta["split"]) == ("ltcc", "train")
+        assert (meta["pid"], meta["camid"]) == (record.pid, record.camid)
+        assert meta["source_clothes_id"] == record.clothes_id != meta["target_clothes_id"]
+        assert (meta["height"], meta["width"]) == pixels.shape[:2]
+
+
+def test_pixels_outside_the_mask_are_the_source_pixels(built, sources):
+    _, out = built
+    samples = {k: v for tar in sorted((out / "ltcc").glob("*.tar")) for k, v in read_shard(tar).items()}
+    for key, members in samples.items():
+        meta = json.loads(members["json"])
+        _, src = sources[meta["source_key"]]
+        image = np.asarray(Image.open(io.BytesIO(members["png"])).convert("RGB"))
+        mask = np.asarray(Image.open(io.BytesIO(members["mask.png"]))) > 0
+        assert image.shape == src.shape and mask.shape == src.shape[:2]
+        assert 0 < mask.mean() < 1, key  # a partial mask: both sides of the check below are exercised
+        # The mask is the clothing mask of the parse stage's cached garment map.
+        garment_map = load_garment_map(out / "work" / "ltcc" / "masks", meta["source_key"])
+        np.testing.assert_array_equal(mask, clothing_mask(garment_map))
+        np.testing.assert_array_equal(image[~mask], src[~mask])
+        assert (image[mask] != src[mask]).any(), key  # and inside it, SD repainted
+
+
+def test_outfits_jsonl_records_the_vlm_and_llm(built, tiny_llava, tiny_llm):
+    _, out = built
+    lines = [json.loads(line) for line in (out / "work" / "ltcc" / "outfits.jsonl").read_text().splitlines()]
+    assert [x["clothes_id"] for x in lines] == ["1_1", "1_2", "2_1"]
+    for x in lines:
+        assert x["describer"] == "vlm" and x["models"] == {"vlm": str(tiny_llava), "llm": str(tiny_llm)}
+        assert x["text"].count(" | ") == 2  # random models answer garbage: the colour fallback is recorded
+        assert x["fallback"] is None or "color" in x["fallback"]
+
+
+# -- empty masks and bad models ---------------------------------------------------------------------------------
+def test_sources_without_clothing_are_skipped_and_the_build_finishes(ltcc, sources, tiny_sd, tmp_path):
+    background = save_tiny_segformer(tmp_path / "segformer-background", winner="Background")
+    out = tmp_path / "out"
+    # The colour describer keeps this test fast: the masks matter here, not the captions.
+    result = invoke(*build_args(ltcc.root, out, background, tiny_sd, "--describer", "color"))
+    assert result.exit_code == 0, result.output
+    entry = json.loads((out / "manifest.json").read_text())["builds"]["ltcc"]
+    assert sorted(s["path"] for s in entry["skipped"]) == sorted(r.path for r, _ in sources.values())
+    assert {(s["reason"], s["stage"]) for s in entry["skipped"]} == {(EMPTY_MASK, "generate")}
+    assert entry["complete"] and entry["totals"]["samples"] == 0
+    for shard in entry["shards"]:  # written and listed, just empty
+        assert sha256_file(out / shard["path"]) == shard["sha256"] and shard["samples"] == 0
+
+
+def test_bad_model_id_fails_before_any_work(ltcc, tiny_segformer, tiny_llava, tiny_llm, built, tmp_path):
+    describe = ("--describer", "vlm", "--vlm-model", tiny_llava, "--llm-model", tiny_llm)  # the full command
+    out = tmp_path / "out"
+    result = invoke(*build_args(ltcc.root, out, tiny_segformer, "nobody/nothing", *describe))
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert "\n" not in message and "--model" in message and "nobody/nothing" in message
+    assert not (out / "work" / "ltcc" / "masks").exists()
+    assert not out.exists() or tree(out) == {}  # no config, cache, shard or manifest either
+
+    # Over a finished build: nothing is touched (the check runs before the out folder is claimed).
+    _, done = built
+    before = tree(done)
+    result = invoke(*build_args(ltcc.root, done, tiny_segformer, "nobody/nothing", *describe))
+    assert result.exit_code == 2 and "nobody/nothing" in result.stderr
+    assert tree(done) == before
