@@ -1,0 +1,230 @@
+"""Publishing: the out folder is the dataset repo; dry-run staging loads back; uploads are checked offline."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+from unittest import mock
+
+import datasets
+import pytest
+import webdataset as wds
+import yaml
+from huggingface_hub import DatasetCard, HfApi
+from PIL import Image
+from typer.testing import CliRunner
+
+from dlcr_data import hub, load_expanded
+from dlcr_data.build import BuildOptions, build
+from dlcr_data.cli import app
+from dlcr_data.demo import DemoConfig, render_demo
+from dlcr_data.errors import UserError
+from dlcr_data.records import SAMPLE_SCHEMA
+
+TINY = DemoConfig(seed=5, num_ids=6, images_per_camera=2)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    root = render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", TINY)
+    out = tmp_path_factory.mktemp("build") / "out"
+    build(BuildOptions("demo", out, root=str(root), variants=3, splits=("train", "query"), shard_samples=25))
+    return out
+
+
+@pytest.fixture
+def out(built, tmp_path) -> Path:
+    """A private copy of the build, free to break."""
+    return Path(shutil.copytree(built, tmp_path / "out"))
+
+
+@pytest.fixture(scope="module")
+def staged(built, tmp_path_factory) -> Path:
+    result = hub.push_to_hub(built, "me/dlcr-demo", dry_run=True, stage_dir=tmp_path_factory.mktemp("s") / "staged")
+    return result.staged
+
+
+def manifest_counts(out: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for shard in json.loads((out / "manifest.json").read_text())["builds"]["demo"]["shards"]:
+        counts[shard["split"]] = counts.get(shard["split"], 0) + shard["samples"]
+    return counts
+
+
+def test_staged_tree_is_exactly_the_upload(built, staged):
+    files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
+    assert files == hub.upload_files(built)
+    assert {"README.md", "manifest.json", "preview.png"} <= set(files)
+    assert not [f for f in files if f.startswith("work/") or "-source/" in f]  # caches and sources stay local
+    assert all(f.endswith(".tar") for f in files if f.startswith("demo/"))
+
+
+def test_load_dataset_on_the_staged_tree(built, staged):
+    for split, rows in manifest_counts(built).items():
+        ds = datasets.load_dataset(str(staged), "demo", split=split)
+        assert ds.num_rows == rows
+        assert set(ds.features["json"]) == set(SAMPLE_SCHEMA)
+        for row in ds.select(range(0, rows, max(1, rows // 7))):
+            assert all(v is not None for v in row["json"].values())  # no null field
+            assert row["json"]["split"] == split
+            assert row["png"].size == row["mask.png"].size == (row["json"]["width"], row["json"]["height"])
+            assert row["__key__"] == f"{row['json']['source_key']}_v{row['json']['variant']}"
+
+
+def test_streaming_and_plain_webdataset(staged):
+    stream = datasets.load_dataset(str(staged), "demo", split="train", streaming=True)
+    first = next(iter(stream))
+    assert first["png"].mode == "RGB" and set(first["json"]) == set(SAMPLE_SCHEMA)
+    urls = sorted(str(p) for p in (staged / "demo").glob("train-*.tar"))
+    # No `.decode("pickle")`: only images and json are decoded; members are never unpickled.
+    ds = wds.WebDataset(urls, shardshuffle=False).decode("pil").to_tuple("__key__", "png", "mask.png", "json")
+    key, image, mask, meta = next(iter(ds))
+    assert isinstance(image, Image.Image) and isinstance(mask, Image.Image) and meta["source_key"] in key
+
+
+def test_card_yaml_round_trip(built, staged):
+    card = DatasetCard.load(staged / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "apache-2.0"  # the demo is synthetic; real sources get "other" + their terms
+    assert "person-re-identification" in data["tags"] and "clothes-changing" in data["tags"]
+    assert data["configs"] == [
+        {
+            "config_name": "demo",
+            "data_files": [
+                {"split": "train", "path": "demo/train-*.tar"},
+                {"split": "query", "path": "demo/query-*.tar"},
+            ],
+            "default": True,
+        }
+    ]
+    features = datasets.Features._from_yaml_list(data["dataset_info"][0]["features"])
+    assert list(features["json"]) == list(SAMPLE_SCHEMA)
+    assert "preview.png" in card.text and "load_dataset(" in card.text and "DLCR" in card.text
+    assert str(manifest_counts(built)["train"]) in card.text  # statistics come from the shards
+
+
+def test_card_for_licence_gated_sources_states_inherited_terms(built):
+    manifest = json.loads((built / "manifest.json").read_text())
+    manifest["builds"]["ltcc"] = manifest["builds"]["demo"]
+    data = hub.card_data(manifest).to_dict()
+    assert data["license"] == "other" and data["license_name"] == "source-dataset-terms"
+    assert [c["config_name"] for c in data["configs"]] == ["demo", "ltcc"]  # one config per dataset
+    assert "extended|ltcc" in data["source_datasets"]
+
+
+def test_declared_schema_wins_over_later_extra_keys(built, tmp_path):
+    """A json key first seen after the first samples would be dropped by inference; the card declares them all."""
+    repo = tmp_path / "repo"
+    shutil.copytree(built, repo)
+    shard = sorted((repo / "demo").glob("train-*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(shard, "w") as tar:
+        for i, (member, data) in enumerate(members):
+            if member.name.endswith(".json") and i > 30:
+                meta = json.loads(data)
+                meta["extra_later"] = "only in later samples"
+                data = json.dumps(meta).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    hub.render_card(repo)  # README with configs + dataset_info
+    ds = datasets.load_dataset(str(repo), "demo", split="train")
+    assert list(ds.features["json"]) == list(SAMPLE_SCHEMA)
+    assert all(v is not None for row in ds.select_columns(["json"]) for v in row["json"].values())
+
+
+def test_load_expanded_pairs_sources_with_their_variants(built, staged):
+    expanded = load_expanded(staged, "demo")
+    assert len(expanded) == manifest_counts(built)["train"]
+    key = expanded.source_keys[0]
+    variants = expanded.variants_of(key)
+    assert [v["json"]["variant"] for v in variants] == [0, 1, 2]
+    assert {v["json"]["source_key"] for v in variants} == {key}
+    assert sum(len(v) for v in expanded.index.values()) == len(expanded)
+
+
+# -- uploads, checked on an autospec'd HfApi --------------------------------------------------------------------
+@pytest.fixture
+def online(monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+
+
+def test_upload_calls(out, online):
+    api = mock.create_autospec(HfApi, instance=True)
+    result = hub.push_to_hub(out, "me/dlcr-demo", private=True, revision="v1", api=api)
+    api.create_repo.assert_called_once_with("me/dlcr-demo", repo_type="dataset", private=True, exist_ok=True)
+    api.create_branch.assert_called_once_with("me/dlcr-demo", repo_type="dataset", branch="v1", exist_ok=True)
+    kwargs = api.upload_folder.call_args.kwargs
+    assert kwargs["repo_type"] == "dataset" and kwargs["revision"] == "v1" and kwargs["folder_path"] == str(out)
+    assert kwargs["allow_patterns"] == hub.UPLOAD_ALLOW
+    assert "work/*" in kwargs["ignore_patterns"] and "*-source/*" in kwargs["ignore_patterns"]
+    assert "README.md" in result.files and not any(f.startswith("work/") for f in result.files)
+
+
+def test_include_source_uploads_originals_as_their_own_config(out, online, tmp_path):
+    api = mock.create_autospec(HfApi, instance=True)
+    result = hub.push_to_hub(out, "me/dlcr-demo", include_source=True, api=api)
+    assert "*-source/*" not in api.upload_folder.call_args.kwargs["ignore_patterns"]
+    assert any(f.startswith("demo-source/train-") for f in result.files)
+    ds = datasets.load_dataset(str(out), "demo_source", split="train")
+    assert ds.num_rows == len({m for m in load_expanded(out, "demo").index})  # every built source image
+
+
+def test_cli_include_source_prints_a_licence_warning(out, tmp_path):
+    result = CliRunner().invoke(
+        app, ["push-to-hub", str(out), "me/x", "--dry-run", "--include-source", "--stage-dir", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "licence" in result.stderr and "ORIGINAL" in result.stderr
+
+
+@pytest.mark.parametrize("damage", ["missing", "sha", "unfinished", "no-manifest", "temp"])
+def test_incomplete_builds_are_refused_before_any_upload(out, online, damage):
+    shard = sorted((out / "demo").glob("train-*.tar"))[0]
+    if damage == "missing":
+        shard.unlink()
+    elif damage == "sha":
+        shard.write_bytes(shard.read_bytes()[:-512])
+    elif damage == "unfinished":
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["builds"]["demo"]["complete"] = False
+        (out / "manifest.json").write_text(json.dumps(manifest))
+    elif damage == "no-manifest":
+        (out / "manifest.json").unlink()
+    else:
+        (out / "demo" / ".train-00009.tar.tmp-1").write_bytes(b"partial")
+    api = mock.create_autospec(HfApi, instance=True)
+    with pytest.raises(UserError, match=r"not a (complete|finished) build"):
+        hub.push_to_hub(out, "me/x", api=api)
+    assert not api.method_calls  # nothing created, nothing uploaded
+
+
+def test_offline_and_missing_token_are_one_line_errors(out, monkeypatch):
+    runner = CliRunner()
+    offline = runner.invoke(app, ["push-to-hub", str(out), "me/x"])  # conftest sets HF_HUB_OFFLINE=1
+    assert offline.exit_code == 2 and "offline" in offline.stderr
+    assert len(offline.stderr.strip().splitlines()) == 1
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    no_token = runner.invoke(app, ["push-to-hub", str(out), "me/x"])
+    assert no_token.exit_code == 2 and "HF_TOKEN" in no_token.stderr
+    assert len(no_token.stderr.strip().splitlines()) == 1
+
+
+def test_token_is_never_printed(out, monkeypatch):
+    secret = "hf_SECRETSECRETSECRET"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    result = CliRunner().invoke(app, ["push-to-hub", str(out), "me/x", "--dry-run", "--stage-dir", str(out) + ".s"])
+    assert result.exit_code == 0 and secret not in result.output
+
+
+def test_card_command_rerenders(out):
+    (out / "README.md").unlink()
+    result = CliRunner().invoke(app, ["card", str(out), "--repo-id", "me/dlcr-demo"])
+    assert result.exit_code == 0, result.output
+    card = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert card["configs"][0]["config_name"] == "demo"
