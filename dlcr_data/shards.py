@@ -3,18 +3,20 @@
 A shard is the unit of work and of distribution: its content is fixed by the plan before anything is generated,
 so any process can write any shard and the bytes are the same. Tars are written under a temp name and renamed
 when complete, with fixed member metadata (mtime 0, fixed owner), so equal samples give byte-identical tars.
+They read with `webdataset.WebDataset` and `datasets`' webdataset builder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import tarfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import webdataset as wds
 from PIL import Image
 
 from .io import sha256_file, temp_name, write_json_atomic
@@ -107,6 +109,74 @@ def encode_sample(key: str, image: bytes, mask: bytes, meta: dict, fmt: str) -> 
     return {"__key__": key, fmt: image, "mask.png": mask, "json": payload}
 
 
+class TarStream:
+    """A tar writer for shard members: `tarfile`'s exact bytes, with headers built from a template.
+
+    `tarfile` spends ~29 µs building each header (PAX checks, encoding), three times what GNU tar needs for a whole
+    member, and shard members are small (a few kB). For ASCII names of at most 100 bytes (every sample key here)
+    the header is a fixed template with the name, size and checksum filled in, byte-identical to
+    `TarInfo.tobuf()` (tested); anything else goes through `tarfile`. The sha256 is computed while writing.
+    """
+
+    def __init__(self, stream, *, mode: int = 0o444, user: str = "dlcr", group: str = "dlcr") -> None:
+        self.stream = stream
+        self.sha256 = hashlib.sha256()
+        self.offset = 0
+        self._info = dict(mode=mode, uname=user, gname=group, mtime=0)
+        template = bytearray(self._tarinfo("", 0).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        template[148:156] = b" " * 8  # the checksum is computed with its own field as spaces
+        self._template = bytes(template)
+        self._template_sum = sum(self._template)
+
+    def _tarinfo(self, name: str, size: int) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        for key, value in self._info.items():
+            setattr(info, key, value)
+        return info
+
+    def _header(self, name: str, size: int) -> bytes:
+        raw = name.encode("ascii", "replace")
+        if len(raw) > 100 or not name.isascii() or size >= 8**11:
+            return self._tarinfo(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        size_field = b"%011o\0" % size
+        checksum = self._template_sum + sum(raw) + sum(size_field) - sum(self._template[124:136])
+        return b"".join(
+            (
+                raw,
+                self._template[len(raw) : 124],
+                size_field,
+                self._template[136:148],
+                b"%06o\0 " % checksum,
+                self._template[156:],
+            )
+        )
+
+    def _write(self, data: bytes) -> None:
+        self.stream.write(data)
+        self.sha256.update(data)
+        self.offset += len(data)
+
+    def add(self, name: str, data: bytes) -> None:
+        self._write(self._header(name, len(data)))
+        self._write(data)
+        if len(data) % tarfile.BLOCKSIZE:
+            self._write(tarfile.NUL * (tarfile.BLOCKSIZE - len(data) % tarfile.BLOCKSIZE))
+
+    def write_sample(self, sample: dict) -> None:
+        """WebDataset layout: `<key>.<ext>` per member, extensions sorted (as `webdataset.TarWriter`)."""
+        key = sample["__key__"]
+        for ext in sorted(k for k in sample if not k.startswith("_")):
+            self.add(f"{key}.{ext}", sample[ext])
+
+    def finish(self) -> None:
+        """End-of-archive blocks and the record padding `tarfile` adds (archives stay byte-identical to it)."""
+        self._write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
+        remainder = self.offset % tarfile.RECORDSIZE
+        if remainder:
+            self._write(tarfile.NUL * (tarfile.RECORDSIZE - remainder))
+
+
 class ShardWriter:
     """Writes one shard to a temp name; `close()` renames it into place and returns its `ShardResult`.
 
@@ -120,24 +190,23 @@ class ShardWriter:
         self.path = self.out_dir / relpath
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = temp_name(self.path)
-        self._stream = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
-        self._tar = wds.TarWriter(self._stream, encoder=False, mtime=0, user="dlcr", group="dlcr", mode=0o444)
+        self._stream = open(self.tmp, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in close()/abort()
+        self._tar = TarStream(self._stream)
         self.samples = 0
 
     def write(self, sample: dict) -> None:
-        self._tar.write(sample)
+        self._tar.write_sample(sample)
         self.samples += 1
 
     def close(self, skipped: list[Skipped] | None = None) -> ShardResult:
-        self._tar.close()
+        self._tar.finish()
         self._stream.close()
         os.replace(self.tmp, self.path)
         return ShardResult(
-            self.relpath, self.split, self.samples, self.path.stat().st_size, sha256_file(self.path), skipped or []
+            self.relpath, self.split, self.samples, self._tar.offset, self._tar.sha256.hexdigest(), skipped or []
         )
 
     def abort(self) -> None:
-        self._tar.close()
         self._stream.close()
         self.tmp.unlink(missing_ok=True)
 
