@@ -130,6 +130,7 @@ class BuildContext:
     loaded: loaders.Loaded
     reporter: Reporter
     skipped: list[dict] = field(default_factory=list)
+    models: dict[str, dict[str, str]] = field(default_factory=dict)  # option -> {"id", "revision"}
 
     @property
     def out(self) -> Path:
@@ -157,7 +158,7 @@ def build(options: BuildOptions, reporter: Reporter | None = None) -> dict:
     ctx = BuildContext(opts, state, spec, loaded, reporter or Reporter())
     ctx.skipped = [{"path": s.path, "reason": s.reason, "stage": "load"} for s in loaded.skipped]
 
-    _check_models(opts)
+    ctx.models = _check_models(opts)
     _claim_out_folder(ctx)
     try:
         sources = _sources(ctx)
@@ -206,12 +207,14 @@ def model_refs(opts: BuildOptions) -> dict[str, str]:
     return refs
 
 
-def _check_models(opts: BuildOptions) -> None:
-    """Every model reference resolves before any work starts."""
+def _check_models(opts: BuildOptions) -> dict[str, dict[str, str]]:
+    """Every model reference resolves before any work starts; returns id and revision per model option."""
     from .models import check_ref
 
-    for option, ref in model_refs(opts).items():
-        check_ref(ref, option)
+    return {
+        option.removeprefix("--"): {"id": ref, "revision": check_ref(ref, option)}
+        for option, ref in model_refs(opts).items()
+    }
 
 
 def _claim_out_folder(ctx: BuildContext) -> None:
@@ -480,7 +483,7 @@ def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int) -> d
     entry = {
         "complete": True,
         "config": opts.fingerprint(),
-        "models": {option.strip("-"): ref for option, ref in model_refs(opts).items()},
+        "models": ctx.models,
         "source_root": str(ctx.root),
         "outfits": num_outfits,
         "shards": [{k: v for k, v in r.to_dict().items() if k != "skipped"} for r in results],

@@ -221,10 +221,16 @@ def _card_build(out: Path, name: str, entry: dict) -> dict:
         "limit",
         "captions_per_outfit",
     )
+    models = entry.get("models", {})
+
+    def model(option: str) -> str:
+        m = models.get(option)
+        return f"`{m['id']}` ({m['revision']})" if m else "none (no model)"
+
     return {
         "name": name,
         "config": config,
-        "models": entry.get("models", {}),
+        "model": model,
         "outfits": entry["outfits"],
         "splits": [s.__dict__ for s in split_stats(out, entry)],
         "skipped": len(entry["skipped"]),

@@ -47,16 +47,19 @@ def load_pretrained(loader: Callable[..., T], ref: str, option: str, **kwargs) -
         raise _unreachable(ref, option, "offline or unknown id") from err
 
 
-def check_ref(ref: str, option: str, revision: str | None = None) -> None:
-    """A local folder, or a Hub id whose config files can be fetched (from the cache when offline)."""
+def check_ref(ref: str, option: str, revision: str | None = None) -> str:
+    """A local folder, or a Hub id whose config files can be fetched (from the cache when offline).
+
+    Returns the revision that will be used: the Hub commit hash, or "local folder"."""
     if _local(ref, option):
-        return
+        return "local folder"
     from huggingface_hub import snapshot_download
 
     try:
-        snapshot_download(ref, revision=revision, allow_patterns=["*.json"])
+        snapshot = snapshot_download(ref, revision=revision, allow_patterns=["*.json"])
     except Exception as err:  # offline, unknown id, gated repo, no network: all mean "cannot use this ref"
         raise _unreachable(ref, option, type(err).__name__) from err
+    return Path(snapshot).name  # .../snapshots/<commit hash>
 
 
 def default_device() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 from collections import defaultdict
 from pathlib import Path
@@ -190,3 +191,30 @@ def test_bad_model_id_fails_before_any_work(ltcc, tiny_segformer, tiny_llava, ti
     result = invoke(*build_args(ltcc.root, done, tiny_segformer, "nobody/nothing", *describe))
     assert result.exit_code == 2 and "nobody/nothing" in result.stderr
     assert tree(done) == before
+
+
+def test_manifest_records_model_ids_and_revisions(built, halves_segformer, tiny_llava, tiny_llm, tiny_sd):
+    _, out = built
+    models = json.loads((out / "manifest.json").read_text())["builds"]["ltcc"]["models"]
+    assert models == {
+        "parser-model": {"id": str(halves_segformer), "revision": "local folder"},
+        "vlm-model": {"id": str(tiny_llava), "revision": "local folder"},
+        "llm-model": {"id": str(tiny_llm), "revision": "local folder"},
+        "model": {"id": str(tiny_sd), "revision": "local folder"},
+    }
+
+
+def test_two_datasets_share_one_out_folder_and_repo(built, tmp_path):
+    """A demo build added to the LTCC build's folder: one manifest, one card, two configs, both load."""
+    from dlcr_data import hub
+    from dlcr_data.build import BuildOptions, build
+    from dlcr_data.demo import DemoConfig, render_demo
+
+    out = Path(shutil.copytree(built[1], tmp_path / "out"))
+    demo_root = render_demo(tmp_path / "demo", DemoConfig(num_ids=4, images_per_camera=1))
+    build(BuildOptions("demo", out, root=str(demo_root), variants=2))
+    result = hub.push_to_hub(out, "me/dlcr", dry_run=True, stage_dir=tmp_path / "staged")
+    assert set(result.counts) == {"demo", "ltcc"} and all(n > 0 for c in result.counts.values() for n in c.values())
+    card = (result.staged / "README.md").read_text()
+    assert "config_name: demo" in card and "config_name: ltcc" in card
+    assert "(local folder)" in card and "licence-gated source datasets (ltcc)" in card
