@@ -10,21 +10,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..colors import VOCABULARY
+
 # Clothes colours, shared by every identity: two people can wear the same colours, which is what makes
 # colour a shortcut that fails when clothes change. Kept far apart so a colour name is recoverable from pixels.
 PALETTE: dict[str, tuple[int, int, int]] = {
-    "black": (32, 32, 34),
-    "white": (236, 236, 232),
-    "grey": (130, 130, 134),
-    "red": (200, 34, 40),
-    "blue": (40, 82, 200),
-    "green": (40, 150, 64),
-    "yellow": (236, 206, 48),
-    "orange": (240, 128, 32),
-    "pink": (240, 150, 196),
-    "purple": (120, 52, 156),
-    "brown": (122, 76, 40),
-    "beige": (214, 194, 150),
+    name: VOCABULARY[name]
+    for name in (
+        "black",
+        "white",
+        "grey",
+        "red",
+        "blue",
+        "green",
+        "yellow",
+        "orange",
+        "pink",
+        "purple",
+        "brown",
+        "beige",
+    )
 }
 BOTTOM_COLOURS = ("black", "grey", "blue", "brown", "beige", "white", "green", "red")
 SHOE_COLOURS = ("black", "white", "grey", "brown", "red", "blue")

@@ -27,7 +27,7 @@ def _index(root: Path) -> dict[int, dict[str, list[Path]]]:
         for path in sorted((root / folder).glob("*.png")):
             parsed = parse_name(path.name)
             if parsed:
-                out[parsed[0]][parsed[1]].append(path)
+                out[parsed[0]][parsed[2]].append(path)
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import ClassVar
 from PIL import Image
 
 from ..errors import DatasetNotFound
-from ..records import Record, Skipped
+from ..records import Record, Skipped, make_key
 
 DATA_ROOT_ENV = "DLCR_DATA_ROOT"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -140,6 +140,21 @@ class SourceDataset(ABC):
             splits, bad = _drop_unreadable(root, splits)
             skipped.extend(bad)
         return Loaded(self.name, root, splits, skipped)
+
+
+def scan_flat(
+    root: Path, folders: dict[str, str], parse: Callable[[str], tuple[int, int, str] | None], rule: str
+) -> Iterator[Record | Skipped]:
+    """Flat split folders (`split -> folder`) whose basenames `parse` into (pid, camid, clothes_id); names that do
+    not parse are skipped with `rule` (the expected pattern) as the reason."""
+    for split, folder in folders.items():
+        for path in list_images(root / folder):
+            parsed = parse(path.name)
+            if parsed is None:
+                yield Skipped(relpath(path, root), f"name does not match {rule}")
+                continue
+            pid, camid, clothes_id = parsed
+            yield Record(make_key(split, path.stem), relpath(path, root), pid, camid, clothes_id, split)
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -7,34 +7,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from ..records import Record, Skipped, make_key
-from .base import SourceDataset, SplitStats, list_images, relpath
+from ..records import Record, Skipped
+from .base import SourceDataset, SplitStats, scan_flat
 
 # Anchored on the basename: CAL matches the full path, so a parent such as `my_code/` corrupts the clothes key.
 NAME_RULE = re.compile(r"^(\d+)_(\d+)_c(\d+)_")
 
 
-def parse_name(basename: str) -> tuple[int, str, int] | None:
-    """`140_2_c5_002106.png` -> (pid 140, clothes "140_2", camid 4); None if the name does not match."""
+def parse_name(basename: str) -> tuple[int, int, str] | None:
+    """`140_2_c5_002106.png` -> (pid 140, camid 4, clothes "140_2"); None if the name does not match."""
     m = NAME_RULE.match(basename)
     if not m:
         return None
     pid, cloth, cam = int(m.group(1)), int(m.group(2)), int(m.group(3))
     if cam < 1:
         return None
-    return pid, f"{pid}_{cloth}", cam - 1
+    return pid, cam - 1, f"{pid}_{cloth}"
 
 
 def scan_flat_splits(root: Path, folders: dict[str, str]) -> Iterator[Record | Skipped]:
     """LTCC-style flat split folders (`split -> folder`); shared with the demo, which uses the same layout."""
-    for split, folder in folders.items():
-        for path in list_images(root / folder):
-            parsed = parse_name(path.name)
-            if parsed is None:
-                yield Skipped(relpath(path, root), "name does not match <pid>_<clothes>_c<cam>_<frame>")
-                continue
-            pid, clothes_id, camid = parsed
-            yield Record(make_key(split, path.stem), relpath(path, root), pid, camid, clothes_id, split)
+    return scan_flat(root, folders, parse_name, "<pid>_<clothes>_c<cam>_<frame>")
 
 
 class LTCC(SourceDataset):

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from ..records import Record, Skipped, make_key
-from .base import SourceDataset, SplitStats, list_images, relpath
+from ..records import Record, Skipped
+from .base import SourceDataset, SplitStats, scan_flat
 
 # Anchored on the basename: CAL matches the full path, so a parent such as `2024-01-02-03/` hijacks it.
 NAME_RULE = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)")
@@ -79,11 +79,4 @@ VC-Clothes/
     )
 
     def scan(self, root: Path) -> Iterator[Record | Skipped]:
-        for split in self.splits:
-            for path in list_images(root / split):
-                parsed = parse_name(path.name)
-                if parsed is None:
-                    yield Skipped(relpath(path, root), "name does not match <pid>-<cam>-<clothes>-<frame>")
-                    continue
-                pid, camid, clothes_id = parsed
-                yield Record(make_key(split, path.stem), relpath(path, root), pid, camid, clothes_id, split)
+        return scan_flat(root, {s: s for s in self.splits}, parse_name, "<pid>-<cam>-<clothes>-<frame>")
