@@ -496,11 +496,15 @@ def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int) -> d
         "skipped": ctx.skipped + shard_skips,
     }
     if ctx.main():
+        from .hub import render_card
+
         path = ctx.out / "manifest.json"
         manifest = _read_json(path) or {}
         manifest.update({"format": MANIFEST_FORMAT, "tool": f"dlcr-data {__version__}"})
         manifest.setdefault("builds", {})[opts.dataset] = entry
         write_manifest(path, manifest)
+        (ctx.out / "preview.png").unlink(missing_ok=True)  # shows the first dataset's first split: redraw it
+        render_card(ctx.out)  # the out folder is the dataset repo: `load_dataset(out, dataset)` works right away
     ctx.state.wait_for_everyone()
     return entry
 

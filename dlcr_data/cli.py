@@ -135,12 +135,13 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def _resolution(value: str) -> tuple[int, int]:
+def _pair(value: str, option: str, example: str) -> tuple[int, int]:
+    """ "256x768" -> (256, 768), in the order the option documents."""
     try:
-        w, h = (int(v) for v in value.lower().split("x"))
+        a, b = (int(v) for v in value.lower().split("x"))
     except ValueError:
-        raise UserError(f"--resolution must look like 256x768 (W x H), not {value!r}") from None
-    return w, h
+        raise UserError(f"{option} must look like {example}, not {value!r}") from None
+    return a, b
 
 
 @app.command()
@@ -208,7 +209,7 @@ def build(
         model=model,
         steps=steps,
         guidance=guidance,
-        resolution=_resolution(resolution),
+        resolution=_pair(resolution, "--resolution", "256x768 (W x H)"),
         pad=pad,
         negative_prompt=negative_prompt,
         image_format=image_format,
@@ -312,6 +313,127 @@ def push_to_hub(
         console.print(table)
     else:
         console.print(f"uploaded {len(result.files)} files to {repo_id}: {result.commit_url}")
+
+
+@app.command("train")
+@user_errors
+def train_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset name (see `dlcr-data datasets`).")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, history, training curve.")],
+    root: RootOption = None,
+    expanded: Annotated[
+        str | None, typer.Option(help="A build folder or Hub repo: DLCR pairing with its train variants.")
+    ] = None,
+    backbone: Annotated[str, typer.Option(help="transformers backbone: HF id or local dir.")] = "microsoft/resnet-50",
+    scratch: Annotated[
+        str | None, typer.Option(help="From-scratch preset instead of --backbone (resnet-tiny, resnet-small).")
+    ] = None,
+    method: Annotated[str, typer.Option(help="baseline | cal (clothes-based adversarial loss).")] = "baseline",
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (a rerun with more epochs continues).")] = 60,
+    batch_p: Annotated[int, typer.Option(min=1, help="Identities per batch.")] = 4,
+    batch_k: Annotated[int, typer.Option(min=1, help="Images per identity (pairing doubles the batch).")] = 8,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3.5e-4,
+    image_size: Annotated[str, typer.Option(help="Input H x W.")] = "256x128",
+    cal_start_epoch: Annotated[int, typer.Option(min=0, help="Epoch at which CAL's clothes losses start.")] = 25,
+    schedule_epochs: Annotated[
+        int | None, typer.Option(help="Scale milestones/CAL start/progressive thresholds written for N epochs.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Start over when the run folder holds another config.")] = False,
+) -> None:
+    """Train the reference ReID model (ResNet + BN-neck; CE + triplet; optional CAL), optionally with DLCR pairing
+    and progressive learning on a build's variants. `accelerate launch -m dlcr_data train ...` for multi-GPU."""
+    from .progress import RichReporter
+    from .reid.train import TrainConfig, train
+
+    config = TrainConfig(
+        dataset=dataset,
+        out=str(out),
+        root=str(root) if root else None,
+        expanded=expanded,
+        backbone=backbone,
+        scratch=scratch,
+        method=method,
+        epochs=epochs,
+        batch_p=batch_p,
+        batch_k=batch_k,
+        lr=lr,
+        image_size=_pair(image_size, "--image-size", "256x128 (H x W)"),
+        cal_start_epoch=cal_start_epoch,
+        schedule_epochs=schedule_epochs,
+        seed=seed,
+        overwrite=overwrite,
+    )
+    with RichReporter(console) as reporter:
+        checkpoint = train(config, reporter)
+    console.print(f"checkpoint: {checkpoint}")
+    console.print(f"training curve: {Path(out) / 'training_curve.png'}")
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate_command(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint folder (model.safetensors + config.json).")],
+    dataset: Annotated[str, typer.Argument(help="Dataset name.")],
+    root: RootOption = None,
+    refine: Annotated[int, typer.Option(min=0, help="Test-time refinement with K query variants (0: off).")] = 0,
+    expanded: Annotated[
+        str | None, typer.Option(help="Build folder or Hub repo holding query variants (for --refine).")
+    ] = None,
+    top_ids: Annotated[int, typer.Option(min=1, help="Top gallery identities refinement re-scores.")] = 5,
+    out: Annotated[
+        Path | None, typer.Option(help="Where metrics.json and cmc.png go (default CHECKPOINT/eval).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
+) -> None:
+    """Evaluate a checkpoint on every protocol of a dataset (CAL semantics), with and without refinement."""
+    from .reid.evaluate import evaluate_checkpoint
+
+    out = out or Path(checkpoint) / "eval"
+    with console.status("extracting features and evaluating…"):
+        result = evaluate_checkpoint(
+            checkpoint, dataset, root, refine=refine, expanded=expanded, top_ids=top_ids, batch_size=batch_size, out=out
+        )
+    table = Table(title=f"{dataset}: {checkpoint}")
+    for col in ("protocol", "rank-1", "rank-5", "rank-10", "mAP", "mINP", "queries"):
+        table.add_column(col, justify="left" if col == "protocol" else "right")
+    for kind, suffix in (("protocols", ""), ("refined", f" + refine K={refine}")):
+        for name, m in result.get(kind, {}).items():
+            table.add_row(
+                name + suffix,
+                *(f"{m[k]:.1f}" for k in ("rank1", "rank5", "rank10", "mAP", "mINP")),
+                str(m["num_valid"]),
+            )
+    console.print(table)
+    console.print(f"metrics: {out / 'metrics.json'}; CMC curve: {out / 'cmc.png'}")
+
+
+@app.command("experiment")
+@user_errors
+def experiment_command(
+    dataset: Annotated[str, typer.Argument(help="Only `demo` has a ready recipe.")] = "demo",
+    out: Annotated[Path, typer.Option(help="Build folder (reused when present) and experiment outputs.")] = Path(
+        "out/demo"
+    ),
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs of each training run (same budget for both).")] = 12,
+    refine: Annotated[int, typer.Option(min=0, help="Query variants for test-time refinement.")] = 4,
+) -> None:
+    """The DLCR effect on the demo: originals only vs DLCR pairing + progressive learning (+ refinement)."""
+    from .progress import RichReporter
+    from .reid.experiment import ExperimentConfig, run_experiment
+
+    if dataset != "demo":
+        raise UserError(f"`experiment` has a recipe for the demo only, not {dataset!r}; use `train` and `evaluate`")
+    with RichReporter(console) as reporter:
+        result = run_experiment(ExperimentConfig(out=out, epochs=epochs, refine=refine), reporter)
+    table = Table(title=f"DLCR on the demo ({epochs} epochs each; rank-1 / mAP in %)")
+    for col in ("run", "general rank-1", "general mAP", "CC rank-1", "CC mAP"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for row in result["rows"]:
+        g, c = row["general"], row["cc"]
+        table.add_row(row["name"], f"{g['rank1']:.1f}", f"{g['mAP']:.1f}", f"{c['rank1']:.1f}", f"{c['mAP']:.1f}")
+    console.print(table)
+    console.print(f"results: {Path(out) / 'experiment.json'}")
 
 
 def print_summary(spec: loaders.SourceDataset, loaded: loaders.Loaded, max_skipped: int = 10) -> None:

@@ -99,8 +99,8 @@ class SplitStats:
 
 def split_stats(out: Path, entry: dict) -> list[SplitStats]:
     """Per split, from the shards' json members (read with tarfile: no image is decoded, nothing unpickled)."""
-    rows: dict[str, list[dict]] = {}
     shards = Counter(s["split"] for s in entry["shards"])
+    rows: dict[str, list[dict]] = {split: [] for split in shards}  # a split may hold no sample at all
     for shard in entry["shards"]:
         with tarfile.open(Path(out) / shard["path"]) as tar:
             for member in tar:

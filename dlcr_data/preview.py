@@ -41,7 +41,9 @@ def _first_sources(urls: list[str], n: int) -> list[tuple[str, list[dict]]]:
     import webdataset as wds
 
     rows: dict[str, list[dict]] = {}
-    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode("pil"):
+    # Every shard on this process, even inside a distributed run (the main process draws the card's preview).
+    every_shard = wds.WebDataset(urls, shardshuffle=False, empty_check=False, nodesplitter=lambda src: src)
+    for sample in every_shard.decode("pil"):
         meta = sample["json"]
         key = meta["source_key"]
         if key not in rows and len(rows) == n:
@@ -77,6 +79,10 @@ def _fit(image: Image.Image | None, width: int) -> Image.Image:
 
 
 def _draw(rows: list[tuple[str, list[dict]]], sources: dict[str, Image.Image]) -> Image.Image:
+    if not rows:  # every source was skipped: say so rather than fail the build's last step
+        empty = Image.new("RGB", (320, 2 * LINE_H), "white")
+        ImageDraw.Draw(empty).text((PAD, PAD), "no generated samples in these shards", fill="black")
+        return empty
     first = rows[0][1][0]["image"]
     tile_w = max(8, round(first.width * TILE_H / first.height))
     cols = 2 + max(len(samples) for _, samples in rows)

@@ -38,7 +38,18 @@ def test_help_on_every_command(command):
 
 def test_every_command_is_covered_by_the_help_test():
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
-    assert names == {"datasets", "inspect", "demo", "build", "preview", "card", "push-to-hub"}
+    assert names == {
+        "datasets",
+        "inspect",
+        "demo",
+        "build",
+        "preview",
+        "card",
+        "push-to-hub",
+        "train",
+        "evaluate",
+        "experiment",
+    }
 
 
 def test_datasets_lists_the_six_with_layout_and_stats():

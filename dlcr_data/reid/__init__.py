@@ -1,0 +1,1 @@
+"""Reference ReID baseline consuming the shards: model, losses, sampler, DLCR pairing, training, evaluation."""

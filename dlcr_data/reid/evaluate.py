@@ -1,0 +1,201 @@
+"""`dlcr-data evaluate`: a checkpoint on a dataset's protocols, with and without DLCR's test-time refinement.
+
+Features come from the checkpoint (flip-augmented, L2-normalised; CCVID tracklets pool their test clips), every
+protocol of the dataset is evaluated (`protocols.PROTOCOLS`), and with `refine=K` the K first generated variants of
+each query (the build's query split, or generated now with the build's own options) re-score the query's top
+gallery identities (`refine.refine_distances`). Results go to `metrics.json` and a CMC-curve PNG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .. import loaders
+from ..errors import UserError
+from ..io import write_bytes_atomic, write_json_atomic
+from ..loaders.vcclothes import filter_cameras
+from ..records import Record
+from .metrics import evaluate_rank
+from .model import ReIDModel, load_checkpoint
+from .protocols import Protocol, clip_indices, evaluate_dataset, protocols_for, tracklet_feature
+from .refine import refine_distances
+from .train import extract_features, extract_images
+
+SEQ_LEN = 8  # CCVID test clips (datasets.md §2.4)
+
+
+def summarise(metrics: dict) -> dict:
+    """The figures a table shows (percent), plus the full CMC."""
+    cmc = [float(v) for v in metrics["cmc"]]
+    at = {k: 100 * cmc[k - 1] if len(cmc) >= k else float("nan") for k in (1, 5, 10)}
+    return {
+        "rank1": at[1],
+        "rank5": at[5],
+        "rank10": at[10],
+        "mAP": 100 * float(metrics["mAP"]),
+        "mINP": 100 * float(metrics["mINP"]),
+        "num_valid": int(metrics["num_valid"]),
+        "cmc": cmc,
+    }
+
+
+def dataset_features(model: ReIDModel, records: Sequence[Record], root: Path, batch_size: int) -> dict:
+    """Record key -> feature; a video tracklet pools the features of its CAL test clips."""
+    clips = {r.key: clip_indices(len(r.frames), SEQ_LEN) for r in records if r.frames}
+
+    def clip_frames(r: Record) -> list[str]:
+        return [r.frames[i] for clip in clips[r.key] for i in clip]
+
+    feats = extract_features(model, records, root, batch_size, clip_fn=clip_frames)
+    for key in clips:  # (n_clips * SEQ_LEN, D) frames -> clip means -> tracklet feature
+        feats[key] = tracklet_feature(feats[key].view(len(clips[key]), SEQ_LEN, -1).mean(1))
+    return feats
+
+
+def query_variants(expanded: str, dataset: str, split: str, keys: list[str], k: int, model: ReIDModel) -> torch.Tensor:
+    """(len(keys), k, D) features of the first k generated variants of each query, from the build's `split`."""
+    from ..expanded import load_expanded
+
+    try:
+        variants = load_expanded(expanded, dataset, split=split)
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(f"{expanded}: no {dataset} {split} variants to refine with ({err})") from None
+    missing = [key for key in keys if len(variants.index.get(key, [])) < k]
+    if missing:
+        raise UserError(
+            f"{expanded}: {len(missing)} {split} image(s) have fewer than {k} variants (e.g. {missing[0]}); "
+            f"build more with --variants or use a smaller --refine"
+        )
+    rows = [i for key in keys for i in variants.index[key][:k]]
+    images = [variants.dataset[i][_image_column(variants.dataset)] for i in rows]
+    return extract_images(model, images).view(len(keys), k, -1)
+
+
+def _image_column(ds) -> str:
+    return "png" if "png" in ds.column_names else "jpg"
+
+
+def generate_query_variants(expanded: str, dataset: str, root: str | None, split: str, k: int) -> str:
+    """Generate the query split's variants now, with the build's own options, into `<expanded>/refine/`."""
+    from ..build import BuildOptions, build
+    from ..hub import read_manifest
+
+    entry = read_manifest(Path(expanded))["builds"].get(dataset)
+    if entry is None:
+        raise UserError(f"{expanded} has no {dataset} build to take the generator options from")
+    config = {f.name: entry["config"][f.name] for f in dataclasses.fields(BuildOptions) if f.name in entry["config"]}
+    config.update(
+        out=Path(expanded) / "refine",
+        root=root or entry["source_root"],
+        splits=(split,),
+        variants=max(k, config["variants"]),
+        mask_classes=tuple(config["mask_classes"]),
+        resolution=tuple(config["resolution"]),
+    )
+    build(BuildOptions(**config))
+    return str(Path(expanded) / "refine")
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    dataset: str,
+    root: str | os.PathLike | None = None,
+    *,
+    refine: int = 0,
+    expanded: str | None = None,
+    top_ids: int = 5,
+    protocols: Sequence[str] | None = None,
+    batch_size: int = 64,
+    device: str | None = None,
+    out: str | os.PathLike | None = None,
+) -> dict:
+    """Metrics per protocol (and refined, with `refine` > 0); written to `out/metrics.json` + `out/cmc.png`."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, _, state = load_checkpoint(checkpoint, device)
+    loaded = loaders.load(dataset, root)
+    chosen = protocols_for(dataset, protocols)
+    needed = sorted({s for p in chosen for s in (p.query_split, p.gallery_split)})
+    feats = dataset_features(model, [r for s in needed for r in loaded[s]], loaded.root, batch_size)
+    plain = evaluate_dataset(dataset, loaded.splits, feats, protocols=chosen)
+    result = {
+        "dataset": dataset,
+        "checkpoint": str(checkpoint),
+        "epoch": state.epoch,
+        "protocols": {name: summarise(m) for name, m in plain.items()},
+    }
+    if refine:
+        if not expanded:
+            raise UserError("--refine needs --expanded: the build (folder or Hub repo) holding query variants")
+        result["refine"] = {"variants": refine, "top_ids": top_ids}
+        result["refined"] = {
+            p.name: summarise(_refined(p, loaded, feats, model, expanded, dataset, root, refine, top_ids))
+            for p in chosen
+        }
+    if out is not None:
+        out = Path(out)
+        write_json_atomic(out / "metrics.json", result)
+        write_bytes_atomic(out / "cmc.png", cmc_plot(result))
+    return result
+
+
+def _refined(
+    p: Protocol, loaded, feats: dict, model: ReIDModel, expanded: str, dataset: str, root, k: int, top_ids: int
+) -> dict:
+    query = filter_cameras(loaded[p.query_split], p.cameras)
+    gallery = filter_cameras(loaded[p.gallery_split], p.cameras)
+    keys = [r.key for r in query]
+    try:
+        qv = query_variants(expanded, dataset, p.query_split, keys, k, model)
+    except UserError:
+        if not Path(expanded).is_dir():
+            raise
+        qv = query_variants(
+            generate_query_variants(expanded, dataset, root, p.query_split, k), dataset, p.query_split, keys, k, model
+        )
+    distmat = refine_distances(
+        torch.stack([feats[r.key] for r in query]),
+        qv,
+        torch.stack([feats[r.key] for r in gallery]),
+        [r.pid for r in gallery],
+        top_ids=top_ids,
+    )
+    return evaluate_rank(
+        distmat,
+        [r.pid for r in query],
+        [r.pid for r in gallery],
+        [r.camid for r in query],
+        [r.camid for r in gallery],
+        [r.clothes_id for r in query],
+        [r.clothes_id for r in gallery],
+        mode=p.mode,
+    )
+
+
+def cmc_plot(result: dict, max_rank: int = 20) -> bytes:
+    """CMC curves of every protocol (refined ones dashed) as PNG bytes."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    for kind, style in (("protocols", "-"), ("refined", "--")):
+        for name, m in result.get(kind, {}).items():
+            cmc = m["cmc"][:max_rank]
+            label = name if kind == "protocols" else f"{name} + refine"
+            ax.plot(range(1, len(cmc) + 1), [100 * v for v in cmc], style, label=label)
+    ax.set(xlabel="rank", ylabel="matching rate (%)", title=f"CMC: {result['dataset']}", ylim=(0, 100))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

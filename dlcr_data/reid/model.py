@@ -1,0 +1,294 @@
+"""The re-ID network (CAL-style): transformers backbone → global pooling → BN-neck → identity classifier.
+
+`ReIDModel.forward(x)` returns `(feature, bn_feature, logits)`: the feature before the BN-neck feeds the triplet
+loss, the BN feature is what inference uses (`extract`), the logits feed the identity loss. CAL's clothes
+classifier is a separate `ClothesClassifier` (it has its own optimizer and sees detached features).
+
+Checkpoints are a folder: `model.safetensors` + `config.json` (+ `trainer_state.json`, `optimizer.safetensors`,
+`<module>.safetensors`), each written atomically; loading reads safetensors and JSON only, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import UserError
+from ..io import temp_name, write_json_atomic
+from ..models import load_pretrained
+
+BACKBONE_OPTION = "--backbone"
+CHECKPOINT_FORMAT = "dlcr-data/reid-checkpoint/1"
+DEMO_IMAGE_SIZE = (128, 64)
+POOLINGS = ("avg", "gem", "maxavg")
+METHODS = ("baseline", "cal")
+# From-scratch transformers ResNets (no download): "resnet-tiny" for tests, "resnet-small" for the CPU demo.
+SCRATCH_PRESETS: dict[str, dict] = {
+    "resnet-tiny": {"embedding_size": 8, "hidden_sizes": [8, 16, 16, 32], "depths": [1, 1, 1, 1]},
+    "resnet-small": {"embedding_size": 32, "hidden_sizes": [32, 64, 128, 256], "depths": [1, 1, 1, 1]},
+}
+
+
+@dataclass
+class ReIDConfig:
+    backbone: str = "microsoft/resnet-50"  # HF id or local folder, loaded with from_pretrained
+    scratch: str | None = None  # a SCRATCH_PRESETS name: random init from config, `backbone` unused
+    feature_dim: int | None = None  # None: the pooled width; else a bias-free linear projection to it
+    num_classes: int = 0  # training identities
+    num_clothes: int = 0  # training outfits (CAL's clothes classifier)
+    image_size: tuple[int, int] = (256, 128)  # (H, W); the CPU demo uses DEMO_IMAGE_SIZE
+    pooling: str = "maxavg"  # CAL's default; "avg" | "gem" | "maxavg" (max ‖ avg, doubles the width)
+    last_stride_1: bool = True  # CAL/BoT: last stage keeps its resolution (ResNet-family backbones only)
+    method: str = "baseline"  # "baseline" | "cal"
+
+    def __post_init__(self) -> None:
+        self.image_size = tuple(self.image_size)
+        if self.pooling not in POOLINGS:
+            raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
+        if self.method not in METHODS:
+            raise UserError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.scratch is not None and self.scratch not in SCRATCH_PRESETS:
+            raise UserError(f"unknown scratch preset {self.scratch!r}; choose one of {', '.join(SCRATCH_PRESETS)}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["image_size"] = list(self.image_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ReIDConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# -- backbone ---------------------------------------------------------------------------------------------------
+def build_backbone(config: ReIDConfig, backbone_config: dict | None = None) -> nn.Module:
+    """A transformers vision model: from a saved config dict (checkpoints), a scratch preset, or pretrained."""
+    from transformers import AutoConfig, AutoModel, ResNetConfig
+
+    if backbone_config is not None:  # a checkpoint: architecture from its config, weights loaded afterwards
+        cfg = AutoConfig.for_model(**backbone_config)
+        net = AutoModel.from_config(cfg)
+    elif config.scratch is not None:
+        net = AutoModel.from_config(ResNetConfig(layer_type="basic", **SCRATCH_PRESETS[config.scratch]))
+    else:
+        net = load_pretrained(AutoModel.from_pretrained, config.backbone, BACKBONE_OPTION)
+    if config.last_stride_1:
+        set_last_stride_1(net)
+    return net
+
+
+def set_last_stride_1(net: nn.Module) -> None:
+    """Make the last stage of a ResNet-family backbone stride 1 (its first block's strided convs)."""
+    stages = getattr(getattr(net, "encoder", None), "stages", None)
+    if not stages:
+        raise UserError(f"last_stride_1 needs a ResNet-family backbone (encoder.stages); got {type(net).__name__}")
+    for module in stages[-1].modules():
+        if isinstance(module, nn.Conv2d) and module.stride != (1, 1):
+            module.stride = (1, 1)
+
+
+def backbone_width(net: nn.Module) -> int:
+    cfg = net.config
+    sizes = getattr(cfg, "hidden_sizes", None)
+    return int(sizes[-1]) if sizes else int(cfg.hidden_size)
+
+
+def feature_map(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The last feature map as (B, C, H, W); token outputs (B, N, C) become a (B, C, N, 1) map."""
+    out = net(pixel_values=x).last_hidden_state
+    return out.transpose(1, 2).unsqueeze(-1) if out.dim() == 3 else out
+
+
+# -- heads ------------------------------------------------------------------------------------------------------
+class GeMPooling(nn.Module):
+    """Generalised-mean pooling with a learnable exponent p (p=1: average, p→∞: max)."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(p))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+
+
+def pool(kind: str, x: torch.Tensor, gem: GeMPooling | None) -> torch.Tensor:
+    if kind == "avg":
+        return x.mean(dim=(2, 3))
+    if kind == "gem":
+        return gem(x)
+    return torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)  # maxavg, as CAL
+
+
+class NormalizedLinear(nn.Module):
+    """Cosine-similarity classifier (CAL's NormalizedClassifier): logits = cos(x, w_c), in [-1, 1]."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, in_features))
+        nn.init.normal_(self.weight, std=0.01)
+
+    def forward(self, x: torch.Tensor, detach_weight: bool = False) -> torch.Tensor:
+        weight = self.weight.detach() if detach_weight else self.weight
+        return F.linear(F.normalize(x, dim=1), F.normalize(weight, dim=1))
+
+
+class ClothesClassifier(NormalizedLinear):
+    """CAL's clothes classifier on the BN feature: trained on detached features, fooled by the backbone."""
+
+
+class ReIDModel(nn.Module):
+    def __init__(self, config: ReIDConfig, backbone_config: dict | None = None) -> None:
+        super().__init__()
+        if config.num_classes < 1:
+            raise UserError("ReIDConfig.num_classes must be set (the number of training identities)")
+        self.config = config
+        self.backbone = build_backbone(config, backbone_config)
+        width = backbone_width(self.backbone) * (2 if config.pooling == "maxavg" else 1)
+        self.gem = GeMPooling() if config.pooling == "gem" else None
+        self.projection = nn.Linear(width, config.feature_dim, bias=False) if config.feature_dim else None
+        self.feature_dim = config.feature_dim or width
+        self.bn = nn.BatchNorm1d(self.feature_dim)
+        self.bn.bias.requires_grad_(False)  # BN-neck (Luo et al.): no shift, so the BN feature stays centred
+        self.classifier = nn.Linear(self.feature_dim, config.num_classes, bias=False)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(feature before BN: triplet, BN feature: inference and clothes heads, identity logits)."""
+        feature = pool(self.config.pooling, feature_map(self.backbone, x), self.gem)
+        if self.projection is not None:
+            feature = self.projection(feature)
+        bn_feature = self.bn(feature)
+        return feature, bn_feature, self.classifier(bn_feature)
+
+    @torch.inference_mode()
+    def extract(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval feature, as CAL: L2-normalise(bn(f(x)) + bn(f(hflip(x)))). Switches the model to eval mode."""
+        self.eval()
+        return F.normalize(self(x)[1] + self(x.flip(-1))[1], dim=1)
+
+    def backbone_config(self) -> dict:
+        return self.backbone.config.to_dict()
+
+
+# -- checkpoints ------------------------------------------------------------------------------------------------
+def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors through a temp file and a rename (readers never see half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def optimizer_tensors(optimizer_state: dict, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state_dict into flat tensors (for safetensors) and the JSON-able rest."""
+    tensors, scalars = {}, {}
+    for idx, per_param in optimizer_state["state"].items():
+        for name, value in per_param.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}.{idx}.{name}"] = value
+            else:
+                scalars[f"{idx}.{name}"] = value
+    return tensors, {"param_groups": optimizer_state["param_groups"], "scalars": scalars}
+
+
+def optimizer_state_dict(tensors: dict[str, torch.Tensor], meta: dict, prefix: str) -> dict:
+    """The inverse of `optimizer_tensors`."""
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        head, idx, name = key.split(".", 2)
+        if head == prefix:
+            state.setdefault(int(idx), {})[name] = value
+    for key, value in meta.get("scalars", {}).items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+@dataclass
+class CheckpointState:
+    """What `load_checkpoint` returns besides the model: trainer state and, on request, training tensors."""
+
+    epoch: int = 0
+    label_maps: dict = field(default_factory=dict)  # {"pids": [raw pid per label], "clothes": [...]}
+    trainer: dict = field(default_factory=dict)  # trainer_state.json as written
+    optimizers: dict[str, dict] = field(default_factory=dict)  # name -> optimizer state_dict
+    modules: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # name -> state_dict
+
+
+def save_checkpoint(
+    folder: str | os.PathLike,
+    model: ReIDModel,
+    config: ReIDConfig,
+    *,
+    epoch: int,
+    label_maps: dict | None = None,
+    optimizers: dict[str, dict] | None = None,
+    modules: dict[str, nn.Module] | None = None,
+    trainer_state: dict | None = None,
+) -> Path:
+    """Write a checkpoint folder; every file atomically. `optimizers`: name -> state_dict; `modules`: extra
+    modules (e.g. "clothes_classifier") saved as `<name>.safetensors`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_safetensors_atomic(model.state_dict(), folder / "model.safetensors")
+    for name, module in (modules or {}).items():
+        save_safetensors_atomic(module.state_dict(), folder / f"{name}.safetensors")
+    opt_tensors, opt_meta = {}, {}
+    for name, state in (optimizers or {}).items():
+        tensors, opt_meta[name] = optimizer_tensors(state, name)
+        opt_tensors.update(tensors)
+    if optimizers:
+        save_safetensors_atomic(opt_tensors, folder / "optimizer.safetensors")
+    write_json_atomic(
+        folder / "config.json",
+        {"format": CHECKPOINT_FORMAT, "reid": config.to_dict(), "backbone": model.backbone_config()},
+    )
+    state = {
+        **(trainer_state or {}),
+        "epoch": epoch,
+        "label_maps": label_maps or {},
+        "optimizers": opt_meta,
+        "modules": sorted(modules or {}),
+    }
+    write_json_atomic(folder / "trainer_state.json", state)  # last: its presence marks a complete checkpoint
+    return folder
+
+
+def load_checkpoint(
+    folder: str | os.PathLike, device: str | torch.device = "cpu", *, training: bool = False
+) -> tuple[ReIDModel, ReIDConfig, CheckpointState]:
+    """(model in eval mode on `device`, its config, its state). Reads safetensors + JSON only (no pickle), so an
+    untrusted checkpoint cannot run code. `training=True` also loads optimizer and extra-module tensors."""
+    folder = Path(folder)
+    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
+        raise UserError(f"{folder}: not a re-ID checkpoint (needs model.safetensors and config.json)")
+    meta = json.loads((folder / "config.json").read_text())
+    config = ReIDConfig.from_dict(meta["reid"])
+    model = ReIDModel(config, backbone_config=meta["backbone"])
+    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+    model.to(device).eval()
+    trainer_path = folder / "trainer_state.json"
+    trainer = json.loads(trainer_path.read_text()) if trainer_path.is_file() else {}
+    state = CheckpointState(trainer.get("epoch", 0), trainer.get("label_maps", {}), trainer)
+    if training:
+        for name in trainer.get("modules", []):
+            state.modules[name] = load_file(str(folder / f"{name}.safetensors"))
+        if trainer.get("optimizers"):
+            tensors = load_file(str(folder / "optimizer.safetensors"))
+            state.optimizers = {
+                name: optimizer_state_dict(tensors, opt_meta, name) for name, opt_meta in trainer["optimizers"].items()
+            }
+    return model, config, state

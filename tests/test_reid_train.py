@@ -1,0 +1,226 @@
+"""The re-ID trainer on a tiny demo: losses, DLCR pairing + progressive learning, sampler, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlcr_data.build import BuildOptions, build
+from dlcr_data.demo import DemoConfig, render_demo
+from dlcr_data.errors import UserError
+from dlcr_data.models import ModelNotFound
+from dlcr_data.reid.data import (
+    LabelMaps,
+    PairedBatchSampler,
+    ProgressiveSchedule,
+    TrainSet,
+    pid2clothes,
+    real_mask,
+)
+from dlcr_data.reid.losses import ClothesAdversarialLoss, CosFaceLoss, TripletLoss
+from dlcr_data.reid.model import ReIDConfig, ReIDModel, load_checkpoint
+from dlcr_data.reid.sampler import IdentitySampler
+from dlcr_data.reid.train import TrainConfig, extract_features, extract_images, train
+
+TINY = DemoConfig(num_ids=6, images_per_camera=2)  # 32 train images, 3 identities, 6 outfits
+SIZE = (64, 32)
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    return render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", TINY)
+
+
+@pytest.fixture(scope="module")
+def expanded(demo_root, tmp_path_factory) -> Path:
+    """3 variants for the first 24 of the 32 train images: the other 8 have none (they pair with themselves)."""
+    out = tmp_path_factory.mktemp("build")
+    build(BuildOptions("demo", out, root=str(demo_root), variants=3, limit=24))
+    return out
+
+
+def config(demo_root: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(dataset="demo", root=str(demo_root), out=str(out), scratch="resnet-tiny", image_size=SIZE)
+    base |= dict(epochs=2, batch_p=2, batch_k=4, cal_start_epoch=1)
+    return TrainConfig(**(base | kw))
+
+
+def history(out: Path) -> list[dict]:
+    return json.loads((out / "history.json").read_text())
+
+
+# -- training runs ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["baseline", "cal"])
+@pytest.mark.parametrize("with_variants", [False, True], ids=["plain", "dlcr"])
+def test_two_epoch_training(demo_root, expanded, tmp_path, method, with_variants):
+    out = tmp_path / "run"
+    ckpt = train(config(demo_root, out, method=method, expanded=str(expanded) if with_variants else None))
+    assert ckpt == out / "checkpoints" / "epoch-0002"
+    assert {"model.safetensors", "config.json", "trainer_state.json", "optimizer.safetensors"} <= {
+        p.name for p in ckpt.iterdir()
+    }
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt")) and not list(out.rglob("*.pth"))
+    assert (out / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+    hist = history(out)
+    assert [h["epoch"] for h in hist] == [1, 2]
+    for h in hist:
+        assert all(v == v and abs(v) < 1e6 for k, v in h.items() if k.startswith("loss"))
+    if method == "cal":
+        assert "loss_clothes" in hist[0] and "loss_adv" not in hist[0] and "loss_adv" in hist[1]  # CAL from epoch 1
+        assert (ckpt / "clothes_classifier.safetensors").is_file()
+
+    model, cfg, state = load_checkpoint(ckpt)
+    assert cfg.num_classes == 3 and cfg.num_clothes == 6 and state.epoch == 2
+    assert state.label_maps["pids"] == sorted(state.label_maps["pids"])
+    from dlcr_data import loaders
+
+    records = loaders.load("demo", demo_root)["query"]
+    feats = extract_features(model, records, demo_root, batch_size=5)
+    assert set(feats) == {r.key for r in records}
+    assert all(torch.allclose(f.norm(), torch.tensor(1.0), atol=1e-5) for f in feats.values())
+    from PIL import Image
+
+    images = [Image.open(demo_root / r.path) for r in records[:3]]
+    assert torch.allclose(extract_images(model, images), torch.stack([feats[r.key] for r in records[:3]]), atol=1e-5)
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(demo_root, expanded, tmp_path):
+    kw = dict(method="cal", expanded=str(expanded))
+    out = tmp_path / "resumed"
+    train(config(demo_root, out, **kw))
+    first = history(out)
+    train(config(demo_root, out, epochs=3, **kw))  # same config, more epochs: continues from epoch 2
+    resumed = history(out)
+    assert [h["epoch"] for h in resumed] == [1, 2, 3] and resumed[:2] == first
+    assert len(list((out / "checkpoints").iterdir())) == 1  # keep_checkpoints=1
+
+    straight = tmp_path / "straight"
+    train(config(demo_root, straight, epochs=3, **kw))
+    for a, b in zip(history(straight), resumed, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (a, b)
+
+    with pytest.raises(UserError, match=r"another config.*lr"):
+        train(config(demo_root, out, epochs=4, lr=1e-3, **kw))
+    train(config(demo_root, out, epochs=1, lr=1e-3, overwrite=True, **kw))  # --overwrite starts afresh
+    assert [h["epoch"] for h in history(out)] == [1]
+
+
+def test_clothes_losses_see_real_images_only(demo_root, expanded, tmp_path, monkeypatch):
+    seen = []
+    original = CosFaceLoss.forward
+
+    def spy(self, cosines, targets):
+        seen.append(targets.clone())
+        return original(self, cosines, targets)
+
+    monkeypatch.setattr(CosFaceLoss, "forward", spy)
+    train(config(demo_root, tmp_path / "run", method="cal", expanded=str(expanded), epochs=1))
+    assert seen and all(len(t) == 2 * 4 and (t >= 0).all() for t in seen)  # P*K reals of a 2*P*K batch
+
+
+# -- pairing and progressive learning ---------------------------------------------------------------------------
+def test_progressive_schedule():
+    schedule = ProgressiveSchedule()  # DLCR: thresholds (5, 10, 15), fractions (0.25, 0.5, 0.75)
+    assert [schedule.pool_size(e, 10) for e in (0, 5, 6, 11, 16)] == [2, 2, 5, 7, 10]
+    assert [schedule.pool_size(e, 3) for e in (0, 6, 11, 16)] == [1, 1, 2, 3]  # at least 1
+    assert schedule.pool_size(0, 0) == 0
+    scaled = TrainConfig(epochs=12, schedule_epochs=60)
+    assert scaled.progressive().thresholds == (1, 2, 3)
+    assert scaled.milestones() == (4, 8) and scaled.cal_start() == 5
+    assert TrainConfig(epochs=12).progressive().thresholds == (5, 10, 15)  # absolute by default
+
+
+def test_pairing_batches(demo_root, expanded, tmp_path):
+    data = TrainSet.from_dataset("demo", demo_root, SIZE, expanded)
+    assert data.num_real == 32 and len(data) == 32 + 24 * 3
+    assert sum(1 for p in data.partners if not p) == 8
+    schedule = ProgressiveSchedule((0, 1), (0.34, 0.67))  # pools of 1, 2, then all 3 variants
+    sampler = PairedBatchSampler(IdentitySampler(data.pids[: data.num_real].tolist(), 2, 4, seed=1), data.partners,
+                                 schedule, seed=1)  # fmt: skip
+    for epoch, allowed in ((0, 1), (1, 2), (2, 3)):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert batches and len(batches) == len(sampler)
+        for batch in batches:
+            reals, partners = batch[: len(batch) // 2], batch[len(batch) // 2 :]
+            assert len(reals) == len(partners) == 8 and all(i < data.num_real for i in reals)
+            for real, partner in zip(reals, partners, strict=True):
+                assert data.pids[partner] == data.pids[real]
+                if data.partners[real]:  # a variant of this very source image, from the allowed pool
+                    assert data.sources[partner] == data.keys[real] and data.keys[partner].startswith(data.keys[real])
+                    assert 0 <= data.variant[partner] < allowed and data.clothes[partner] == -1
+                else:
+                    assert partner == real  # no variants: paired with itself
+    sampler.set_epoch(2)
+    assert list(sampler) == list(sampler)  # deterministic per (seed, epoch)
+    assert real_mask(16, paired=True).tolist() == [True] * 8 + [False] * 8 and real_mask(8, paired=False).all()
+
+
+# -- sampler, labels ------------------------------------------------------------------------------------------------
+def test_identity_sampler_pk():
+    rng = random.Random(0)
+    pids = [pid for pid in range(10) for _ in range(rng.randint(1, 12))]  # some identities have < K images
+    sampler = IdentitySampler(pids, p=4, k=3, seed=7)
+    for batch in sampler:
+        assert len(batch) == 12
+        labels = [pids[i] for i in batch]
+        assert len(set(labels)) == 4 and all(labels.count(pid) == 3 for pid in set(labels))
+        assert all(labels[i] == labels[i - i % 3] for i in range(12))  # K consecutive per identity
+    assert list(sampler) == list(IdentitySampler(pids, p=4, k=3, seed=7))
+    sampler.set_epoch(1)
+    assert list(sampler) != list(IdentitySampler(pids, p=4, k=3, seed=7))
+    shards = [list(IdentitySampler(pids, 4, 3, seed=7, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) and not set(map(tuple, shards[0])) & set(map(tuple, shards[1]))
+    with pytest.raises(UserError, match="only 10"):
+        IdentitySampler(pids, p=11, k=2)
+
+
+def test_relabelling_is_sorted_and_order_free(demo_root):
+    from dlcr_data import loaders
+
+    records = loaders.load("demo", demo_root)["train"]
+    shuffled = random.Random(1).sample(records, len(records))
+    maps = LabelMaps.from_records(records)
+    assert maps == LabelMaps.from_records(shuffled)
+    assert list(maps.pids) == sorted({r.pid for r in records}) and list(maps.clothes) == sorted(maps.clothes)
+    matrix = pid2clothes(records, maps)
+    assert matrix.sum() == len(maps.clothes)  # every outfit belongs to exactly one identity
+    assert torch.equal(matrix, pid2clothes(shuffled, maps))
+
+
+# -- model and losses -------------------------------------------------------------------------------------------
+def test_pretrained_backbone_from_a_local_folder(tmp_path):
+    from transformers import ResNetConfig, ResNetModel
+
+    net = ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic"))
+    net.save_pretrained(tmp_path / "resnet")
+    model = ReIDModel(ReIDConfig(backbone=str(tmp_path / "resnet"), num_classes=5, image_size=SIZE, pooling="gem"))
+    assert torch.equal(model.backbone.embedder.embedder.convolution.weight, net.embedder.embedder.convolution.weight)
+    feature, bn_feature, logits = model(torch.randn(4, 3, *SIZE))
+    assert feature.shape == bn_feature.shape == (4, 16) and logits.shape == (4, 5)
+    assert model.backbone.encoder.stages[-1].layers[0].shortcut.convolution.stride == (1, 1)  # last stride 1
+    with pytest.raises(ModelNotFound, match="--backbone"):
+        ReIDModel(ReIDConfig(backbone="no-such-org/no-such-model", num_classes=5))
+
+
+def test_losses():
+    features = torch.tensor([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0], [3.0, 2.0]])
+    pids = torch.tensor([0, 0, 1, 1])
+    # margin 2: hardest positive - hardest negative per anchor = 1-3, 1-sqrt(10), 2-3, 2-sqrt(10)
+    expected = (0.0 + 0.0 + 1.0 + (4.0 - 10**0.5)) / 4
+    assert TripletLoss(2.0)(features, pids).item() == pytest.approx(expected, rel=1e-5)
+
+    cosines = torch.tensor([[0.9, 0.1, -0.3, 0.2]])
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0]])  # this identity wears outfits 0 and 1
+    uniform = ClothesAdversarialLoss(scale=16, epsilon=1.0)(cosines, torch.tensor([0]), mask)
+    logits = 16 * cosines[0]
+    neg = torch.logsumexp(logits[2:], 0)
+    manual = -0.5 * sum(logits[k] - torch.logaddexp(logits[k], neg) for k in (0, 1))
+    assert uniform.item() == pytest.approx(manual.item(), rel=1e-5)
+    assert CosFaceLoss(16, 0)(cosines, torch.tensor([0])).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(16 * cosines, torch.tensor([0])).item()
+    )
