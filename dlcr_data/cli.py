@@ -415,7 +415,7 @@ def experiment_command(
     out: Annotated[Path, typer.Option(help="Build folder (reused when present) and experiment outputs.")] = Path(
         "out/demo"
     ),
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs of each training run (same budget for both).")] = 12,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs of each training run (same budget for both).")] = 30,
     refine: Annotated[int, typer.Option(min=0, help="Query variants for test-time refinement.")] = 4,
 ) -> None:
     """The DLCR effect on the demo: originals only vs DLCR pairing + progressive learning (+ refinement)."""

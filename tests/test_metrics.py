@@ -304,3 +304,23 @@ def test_cuda_matches_cpu():
     on_gpu = {**case, "distmat": torch.as_tensor(case["distmat"], device="cuda")}
     for mode in ("general", "cc", "sc"):
         assert_same(evaluate_rank(**on_gpu, mode=mode), ref_of(case, mode))
+
+
+@pytest.mark.parametrize("mode", ["general", "cc", "sc"])
+def test_junk_mask_is_what_the_ranking_deletes(mode):
+    from dlcr_data.reid.metrics import junk_mask
+
+    rng = np.random.default_rng(7)
+    q_p, g_p = rng.integers(0, 4, 9), rng.integers(0, 4, 30)
+    q_c, g_c = rng.integers(0, 3, 9), rng.integers(0, 3, 30)
+    q_l, g_l = (
+        [f"{p}_{c}" for p, c in zip(q_p, rng.integers(0, 2, 9), strict=True)],
+        [f"{p}_{c}" for p, c in zip(g_p, rng.integers(0, 2, 30), strict=True)],
+    )
+    junk = junk_mask(q_p, g_p, q_c, g_c, q_l, g_l, mode).numpy()
+    for i in range(9):
+        for j in range(30):
+            same = q_p[i] == g_p[j]
+            clothes = q_l[i] == g_l[j]
+            expected = same and (q_c[i] == g_c[j] or (mode == "cc" and clothes) or (mode == "sc" and not clothes))
+            assert junk[i, j] == expected

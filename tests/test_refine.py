@@ -67,7 +67,8 @@ def test_vote_arithmetic():
         ]
     )
     out = _refine_chunk(sims, variant_sims, g_codes, num_ids=4, top=2)
-    torch.testing.assert_close(out, torch.tensor([[1.5, 0.6, 0.1, 0.0]]))  # 0: max(0.5, 1.5); 1: max(0.6, 0.5)
+    # The original list votes too: 1 (0.6 / 0.6) and 0 (0.5 / 0.6). Identity 0: 0.5/0.6 + 1 + 0.5; identity 1: 1 + 0.5.
+    torch.testing.assert_close(out, torch.tensor([[0.5 / 0.6 + 1.5, 1.5, 0.1, 0.0]]))
 
 
 def test_variants_promote_the_true_identity_to_rank_one():
@@ -85,8 +86,10 @@ def test_variants_promote_the_true_identity_to_rank_one():
     after = evaluate_rank(refined, **labels)
     assert after["cmc"][0] == 1.0 and after["mAP"] == 1.0
     assert int(refined[0].argmin()) in (0, 1)
-    # Identities 2 and 3 are outside the original top 2; identity 1 is in it, but its votes stay below its similarity.
-    torch.testing.assert_close(refined[0, 2:], plain[0, 2:])
+    # Identities 2 and 3 are outside the original top 2: untouched. Identity 1 is in it and gets the original's
+    # vote, but stays behind identity 0, which the variants agree on.
+    torch.testing.assert_close(refined[0, 4:], plain[0, 4:])
+    assert refined[0, :2].max() < refined[0, 2:4].min()
 
 
 def test_shape_checks():
@@ -94,3 +97,28 @@ def test_shape_checks():
         refine_distances(torch.randn(3, 4), torch.randn(3, 4), torch.randn(5, 4), np.arange(5))
     with pytest.raises(ValueError, match="gallery pids"):
         refine_distances(torch.randn(3, 4), torch.randn(3, 2, 4), torch.randn(5, 4), np.arange(4))
+
+
+def test_protocol_junk_takes_no_part_in_identity_scores():
+    """A same-camera match the protocol deletes must not lift its identity's other entries (no leakage)."""
+    import torch.nn.functional as F
+
+    from dlcr_data.reid.metrics import evaluate_rank, junk_mask
+
+    torch.manual_seed(0)
+    d = 16
+    base = F.normalize(torch.randn(4, d), dim=1)  # directions: query, pid 1 other camera, pids 2 and 3
+    q = base[:1]
+    gallery = torch.stack([q[0], base[1], 0.9 * q[0] + 0.5 * base[2], base[3]])  # 0: same-camera twin (junk)
+    g_pids, g_cams = [1, 1, 2, 3], [0, 1, 1, 1]
+    variants = q.repeat(3, 1)[None]  # variants that look like the query
+    junk = junk_mask([1], g_pids, [0], g_cams)
+    assert junk.tolist() == [[True, False, False, False]]
+
+    leaky = refine_distances(q, variants, gallery, g_pids)
+    fair = refine_distances(q, variants, gallery, g_pids, exclude=lambda rows: junk[rows])
+    rank1 = {name: evaluate_rank(dist, [1], g_pids, [0], g_cams)["cmc"][0] for name, dist in
+             (("plain", 1 - q @ gallery.T), ("leaky", leaky), ("fair", fair))}  # fmt: skip
+    assert rank1["plain"] == 0  # pid 2's entry is closer than pid 1's other-camera entry
+    assert rank1["leaky"] == 1  # the hidden twin lifted pid 1: leakage
+    assert rank1["fair"] == 0  # seen as the protocol sees it, nothing lifts pid 1

@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..io import write_bytes_atomic, write_json_atomic
 from ..loaders.vcclothes import filter_cameras
 from ..records import Record
-from .metrics import evaluate_rank
+from .metrics import evaluate_rank, junk_mask
 from .model import ReIDModel, load_checkpoint
 from .protocols import Protocol, clip_indices, evaluate_dataset, protocols_for, tracklet_feature
 from .refine import refine_distances
@@ -157,23 +157,24 @@ def _refined(
         qv = query_variants(
             generate_query_variants(expanded, dataset, root, p.query_split, k), dataset, p.query_split, keys, k, model
         )
-    distmat = refine_distances(
-        torch.stack([feats[r.key] for r in query]),
-        qv,
-        torch.stack([feats[r.key] for r in gallery]),
-        [r.pid for r in gallery],
-        top_ids=top_ids,
-    )
-    return evaluate_rank(
-        distmat,
+    labels = (
         [r.pid for r in query],
         [r.pid for r in gallery],
         [r.camid for r in query],
         [r.camid for r in gallery],
         [r.clothes_id for r in query],
         [r.clothes_id for r in gallery],
-        mode=p.mode,
     )
+    junk = junk_mask(*labels, mode=p.mode)  # refinement sees the gallery as the protocol does
+    distmat = refine_distances(
+        torch.stack([feats[r.key] for r in query]),
+        qv,
+        torch.stack([feats[r.key] for r in gallery]),
+        [r.pid for r in gallery],
+        top_ids=top_ids,
+        exclude=lambda rows: junk[rows],
+    )
+    return evaluate_rank(distmat, *labels, mode=p.mode)
 
 
 def cmc_plot(result: dict, max_rank: int = 20) -> bytes:

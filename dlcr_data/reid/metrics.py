@@ -306,6 +306,31 @@ def _one_thread_on_cpu(device: torch.device) -> Iterator[None]:
 
 # -- public API -------------------------------------------------------------------------------------------------
 @torch.no_grad()
+def junk_mask(
+    q_pids: Any,
+    g_pids: Any,
+    q_camids: Any,
+    g_camids: Any,
+    q_clothes: Any = None,
+    g_clothes: Any = None,
+    mode: str = "general",
+) -> torch.Tensor:
+    """(num_query x num_gallery) bool: the entries `evaluate_rank` deletes from each query's ranking in `mode`
+    (same pid and same camera; in CC also same pid and same clothes; in SC also same pid and other clothes)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    qp, gp = (torch.as_tensor(a) for a in encode_labels(q_pids, g_pids))
+    qc, gc = (torch.as_tensor(a) for a in encode_labels(q_camids, g_camids))
+    junk = qc[:, None] == gc[None, :]
+    if mode != "general":
+        if q_clothes is None or g_clothes is None:
+            raise ValueError(f"mode {mode!r} needs q_clothes and g_clothes")
+        ql, gl = (torch.as_tensor(a) for a in encode_labels(q_clothes, g_clothes))
+        same = ql[:, None] == gl[None, :]
+        junk |= same if mode == "cc" else ~same
+    return junk & (qp[:, None] == gp[None, :])
+
+
 def evaluate_rank(
     distmat: Any,
     q_pids: Any,

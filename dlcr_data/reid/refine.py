@@ -6,14 +6,15 @@ variant, and lets the variants vote for the identities the original query alread
 1. Cosine similarities to every gallery entry (features L2-normalised; no feature averaging). An identity's
    score in a ranking is its best similarity over its gallery entries; the original query keeps its top
    `top_ids` identities (DLCR: 5).
-2. Each variant ranks the gallery the same way and keeps its own top `top_ids` identities with their scores.
-   Each kept identity receives the vote score / (that variant's top score): 1 for the variant's best identity,
-   less for the others. (Our reading of "weighted by similarity / that list's top score": the weight *is* the
-   contribution. A variant whose top score is <= 0 has no meaningful ratio and votes nothing.)
-3. Votes are summed over the variants; only identities in the original top list keep them.
+2. The original query and each variant rank the gallery the same way and keep their top `top_ids` identities
+   with their scores ("original query + 4 variant sets: keep top-5 identities + similarities each"). Each kept
+   identity receives the vote score / (that list's top score): 1 for the list's best identity, less for the
+   others. (Our reading of "weighted by similarity / that list's top score": the weight *is* the contribution.
+   A list whose top score is <= 0 has no meaningful ratio and votes nothing.)
+3. Votes are summed over the 1 + K lists; only identities in the original top list keep them.
 4. Every gallery entry of a voted identity gets max(its similarity, the identity's summed votes); all other
-   entries keep their similarity. With several variants the votes (up to K) exceed any cosine similarity, so
-   identities the variants agree on move to the top, in the order of their votes.
+   entries keep their similarity. The votes (up to 1 + K) exceed any cosine similarity, so
+   identities the lists agree on move to the top, in the order of their votes.
 
 The result is a distance matrix (1 - similarity) for `metrics.evaluate_rank`. DLCR ran this on PRCC's CC
 queries with 4 variants; here K is whatever `qv_feats` holds (K = 0 returns the plain cosine distances).
@@ -21,6 +22,7 @@ queries with 4 variants; here K is whatever `qv_feats` holds (K = 0 returns the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,7 @@ def refine_distances(
     top_ids: int = 5,
     chunk_size: int | None = None,
     device: str | torch.device | None = None,
+    exclude: Callable[[slice], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Refined (num_query x num_gallery) distances: 1 - cosine similarity, with the entries of the query's
     original top `top_ids` identities raised by the votes of its variants (module docstring).
@@ -52,6 +55,11 @@ def refine_distances(
     `q_feats` (Q, D), `qv_feats` (Q, K, D) = K generated variants per query (K may be 0), `g_feats` (G, D),
     `g_pids` (G,). Only entries whose identity is among the query's original top identities can change, and
     they can only get closer. Chunked over queries (default chunk from `metrics.MEMORY_BUDGET`).
+
+    `exclude(rows)` -> (len(rows), G) bool marks gallery entries the evaluation protocol deletes for those queries
+    (its junk: `metrics.junk_mask`). They take no part in identity scores, so refinement sees the gallery as the
+    protocol does: otherwise a same-camera (or, in CC, same-clothes) match that the protocol hides would still lift
+    its identity's other entries. DLCR's PRCC setting had no such entries (query and gallery cameras differ).
     """
     dev = torch.device(device) if device is not None else (q_feats.device if torch.is_tensor(q_feats) else None)
     q = F.normalize(torch.as_tensor(q_feats, device=dev).float(), dim=-1)
@@ -75,21 +83,33 @@ def refine_distances(
         rows = slice(start, start + chunk_size)
         sims = q[rows] @ g.T
         if num_variants and top:
-            sims = _refine_chunk(sims, qv[rows] @ g.T, g_codes, num_ids, top)
+            hidden = exclude(rows).to(sims.device) if exclude is not None else None
+            sims = _refine_chunk(sims, qv[rows] @ g.T, g_codes, num_ids, top, hidden)
         out.append(1 - sims)
     return torch.cat(out) if out else q.new_zeros(0, len(g))
 
 
 def _refine_chunk(
-    sims: torch.Tensor, variant_sims: torch.Tensor, g_codes: torch.Tensor, num_ids: int, top: int
+    sims: torch.Tensor,
+    variant_sims: torch.Tensor,
+    g_codes: torch.Tensor,
+    num_ids: int,
+    top: int,
+    hidden: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Steps 1-4 for a chunk: sims (B, G), variant_sims (B, K, G) -> refined sims (B, G)."""
+    """Steps 1-4 for a chunk: sims (B, G), variant_sims (B, K, G) -> refined sims (B, G); `hidden` (B, G) entries
+    take no part in identity scores."""
     b, k, _ = variant_sims.shape
+    visible = sims if hidden is None else sims.masked_fill(hidden, float("-inf"))
+    if hidden is not None:
+        variant_sims = variant_sims.masked_fill(hidden[:, None, :], float("-inf"))
     # 1. The original query's top identities.
-    original_top = _identity_scores(sims, g_codes, num_ids).topk(top, dim=1).indices  # (B, T)
+    original_top = _identity_scores(visible, g_codes, num_ids).topk(top, dim=1).indices  # (B, T)
     in_top = torch.zeros(b, num_ids, dtype=torch.bool, device=sims.device).scatter_(1, original_top, True)
-    # 2. Each variant's top identities and their votes: score / that variant's top score.
-    scores, ids = _identity_scores(variant_sims, g_codes, num_ids).topk(top, dim=2)  # (B, K, T), best first
+    # 2. The original's and each variant's top identities, and their votes: score / that list's top score.
+    lists = torch.cat([visible[:, None, :], variant_sims], dim=1)  # (B, 1 + K, G): the original votes too
+    k += 1
+    scores, ids = _identity_scores(lists, g_codes, num_ids).topk(top, dim=2)  # (B, 1 + K, T), best first
     best = scores[..., :1]
     votes = torch.where(best > 0, scores / best.clamp(min=torch.finfo(scores.dtype).tiny), torch.zeros_like(scores))
     # 3. Sum over variants, keeping only identities of the original top list.
