@@ -1,0 +1,80 @@
+"""`dlcr-data train`, `evaluate` and `experiment` end to end on a tiny demo (tiny from-scratch backbone)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dlcr_data.build import BuildOptions, build
+from dlcr_data.cli import app
+from dlcr_data.demo import DemoConfig, render_demo
+from dlcr_data.reid.experiment import ExperimentConfig, run_experiment
+
+TINY = DemoConfig(seed=11, num_ids=6, images_per_camera=2)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    return render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", TINY)
+
+
+@pytest.fixture(scope="module")
+def expanded(demo_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("build") / "out"
+    build(BuildOptions("demo", out, root=str(demo_root), variants=3, splits=("train", "query")))
+    return out
+
+
+def test_train_then_evaluate_with_refinement(demo_root, expanded, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "demo", "--root", str(demo_root), "--out", str(run), "--scratch", "resnet-tiny"]
+    args += ["--epochs", "1", "--batch-p", "2", "--batch-k", "4", "--image-size", "64x32", "--expanded", str(expanded)]
+    trained = runner.invoke(app, args)
+    assert trained.exit_code == 0, trained.output
+    checkpoint = run / "checkpoints" / "epoch-0001"
+    assert (checkpoint / "model.safetensors").is_file() and (run / "training_curve.png").stat().st_size > 0
+
+    evaluated = runner.invoke(
+        app,
+        ["evaluate", str(checkpoint), "demo", "--root", str(demo_root), "--refine", "2", "--expanded", str(expanded)],
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((checkpoint / "eval" / "metrics.json").read_text())
+    assert set(metrics["protocols"]) == set(metrics["refined"]) == {"general", "sc", "cc"}
+    for m in (*metrics["protocols"].values(), *metrics["refined"].values()):
+        assert 0 <= m["rank1"] <= 100 and 0 <= m["mAP"] <= 100 and m["num_valid"] > 0
+    assert (checkpoint / "eval" / "cmc.png").stat().st_size > 0
+    assert "refine K=2" in evaluated.stdout
+
+
+def test_refine_without_variants_is_a_user_error(demo_root, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "demo", "--root", str(demo_root), "--out", str(run), "--scratch", "resnet-tiny"]
+    assert runner.invoke(app, [*args, "--epochs", "1", "--image-size", "64x32", "--batch-p", "2"]).exit_code == 0
+    result = runner.invoke(app, ["evaluate", str(run / "checkpoints" / "epoch-0001"), "demo", "--root",
+                                 str(demo_root), "--refine", "2"])  # fmt: skip
+    assert result.exit_code == 2 and "--expanded" in result.stderr
+
+
+def test_evaluate_a_folder_that_is_not_a_checkpoint(tmp_path):
+    result = runner.invoke(app, ["evaluate", str(tmp_path), "demo"])
+    assert result.exit_code == 2 and "not a re-ID checkpoint" in result.stderr
+
+
+def test_experiment_writes_rows_for_both_runs_and_refinement(demo_root, expanded, tmp_path):
+    out = Path(shutil.copytree(expanded, tmp_path / "out"))
+    config = ExperimentConfig(
+        out=out, root=str(demo_root), variants=3, epochs=1, scratch="resnet-tiny", refine=2, batch_p=2
+    )
+    result = run_experiment(config)
+    written = json.loads((out / "experiment.json").read_text())
+    assert written["rows"] == result["rows"]
+    assert [r["name"] for r in result["rows"]] == ["originals", "dlcr", "dlcr + refine (K=2)"]
+    for row in result["rows"]:
+        assert set(row) == {"name", "general", "cc"}
+        assert set(row["cc"]) == {"rank1", "mAP"}
