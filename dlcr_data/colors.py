@@ -82,3 +82,30 @@ def find_colour(text: str) -> str | None:
 
 def colour_rgb(name: str) -> tuple[int, int, int]:
     return VOCABULARY[ALIASES.get(name, name)]
+
+
+# Garment pattern words -> the demo's pattern names ("plain", "striped", "checked", "dotted").
+PATTERN_WORDS: dict[str, str] = {
+    "plain": "plain",
+    "solid": "plain",
+    "striped": "striped",
+    "stripes": "striped",
+    "stripy": "striped",
+    "checked": "checked",
+    "checkered": "checked",
+    "chequered": "checked",
+    "plaid": "checked",
+    "tartan": "checked",
+    "gingham": "checked",
+    "dotted": "dotted",
+    "polka": "dotted",
+    "spotted": "dotted",
+}
+_PATTERN_RE = re.compile(r"\b(" + "|".join(sorted(PATTERN_WORDS, key=len, reverse=True)) + r")\b")
+
+
+def find_pattern(text: str) -> str | None:
+    """The first pattern word in `text` as "plain" / "striped" / "checked" / "dotted", e.g. "red plaid shirt" ->
+    "checked"; None if the text names no pattern."""
+    m = _PATTERN_RE.search(text.lower())
+    return PATTERN_WORDS[m.group(1)] if m else None

@@ -85,8 +85,9 @@ class Outfit:
 
     def text(self) -> str:
         """`top | bottom | shoes`, e.g. "red striped long-sleeve shirt | black trousers | white shoes"."""
-        pattern = "" if self.pattern == "plain" else f"{self.pattern} "
-        return f"{self.top_colour} {pattern}{self.top} | {self.bottom_colour} {self.bottom} | {self.shoes} shoes"
+        # The pattern is always named ("plain" too): a generator renders what the text says, and a text that
+        # left "plain" out would let a variant keep its source's pattern.
+        return f"{self.top_colour} {self.pattern} {self.top} | {self.bottom_colour} {self.bottom} | {self.shoes} shoes"
 
 
 def _jitter(rng: np.random.Generator, colour: tuple[int, int, int], amount: float) -> tuple[int, int, int]:

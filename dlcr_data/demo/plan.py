@@ -12,7 +12,7 @@ import numpy as np
 
 from .identity import Outfit, Traits, sample_outfits, sample_traits
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: outfit texts always name the pattern
 SPLIT_FOLDERS = {"train": "train", "query": "query", "gallery": "test"}  # loader split -> LTCC folder
 QUERY_CAMERAS = 2  # per test (identity, outfit): one query image from each of this many cameras
 
