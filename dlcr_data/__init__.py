@@ -8,6 +8,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_source": "dlcr_data.loaders.hf_builder",
     "load_expanded": "dlcr_data.expanded",
+    "evaluate_rank": "dlcr_data.reid.metrics",
+    "evaluate_features": "dlcr_data.reid.metrics",
 }
 
 __all__ = ["__version__", *_LAZY]

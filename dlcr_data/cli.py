@@ -473,5 +473,15 @@ def _fmt_stats(stats: loaders.SplitStats | None) -> str:
     return f"{text} ({stats.note})" if stats.note else text
 
 
+def _quiet_libraries() -> None:
+    """Our rich progress says what happens; the libraries' own tqdm bars would interleave with it."""
+    import os
+
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # read when `datasets` is imported
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+
 def main() -> None:
+    _quiet_libraries()
     app()
