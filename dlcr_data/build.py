@@ -86,6 +86,7 @@ class BuildOptions:
         opts = replace(
             self,
             dataset=self.dataset.lower(),
+            root=str(self.root) if self.root is not None else None,  # recorded in JSON: a path as text
             parser=auto["parser"] if self.parser == "auto" else self.parser,
             describer=auto["describer"] if self.describer == "auto" else self.describer,
             generator=auto["generator"] if self.generator == "auto" else self.generator,

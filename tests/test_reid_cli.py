@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from dlcr_data import loaders
 from dlcr_data.build import BuildOptions, build
 from dlcr_data.cli import app
 from dlcr_data.demo import DemoConfig, render_demo
@@ -78,3 +79,18 @@ def test_experiment_writes_rows_for_both_runs_and_refinement(demo_root, expanded
     for row in result["rows"]:
         assert set(row) == {"name", "general", "cc"}
         assert set(row["cc"]) == {"rank1", "mAP"}
+
+
+def test_refinement_generates_missing_query_variants_with_the_builds_options(demo_root, tmp_path):
+    from dlcr_data.reid.evaluate import evaluate_checkpoint
+
+    out = tmp_path / "train_only"
+    build(BuildOptions("demo", out, root=str(demo_root), variants=2))  # no query split in this build
+    run = tmp_path / "run"
+    args = ["train", "demo", "--root", str(demo_root), "--out", str(run), "--scratch", "resnet-tiny"]
+    assert runner.invoke(app, [*args, "--epochs", "1", "--image-size", "64x32", "--batch-p", "2"]).exit_code == 0
+    result = evaluate_checkpoint(run / "checkpoints" / "epoch-0001", "demo", demo_root, refine=2, expanded=str(out))
+    assert set(result["refined"]) == {"general", "sc", "cc"}
+    generated = json.loads((out / "refine" / "manifest.json").read_text())["builds"]["demo"]
+    assert generated["config"]["splits"] == ["query"] and generated["config"]["generator"] == "recolor"
+    assert generated["totals"]["samples"] == 2 * len(loaders.load("demo", demo_root)["query"])
