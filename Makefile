@@ -32,6 +32,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix dlcr_data tests $(wildcard bench)
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps torchreid==0.2.5  # peer of eval_rank.py only
 	$(BIN)/python bench/run_all.py
 
 clean:
