@@ -24,7 +24,6 @@ from .io import remove_stale_temps, write_json_atomic
 from .plan import DEFAULT_PROMPT_TEMPLATE, PlannedVariant, plan_variants, read_plan, write_plan
 from .records import Record, Skipped
 from .shards import (
-    SAMPLE_FIELDS,
     ShardResult,
     ShardSpec,
     ShardWriter,
@@ -383,48 +382,41 @@ def generate_shard(ctx: BuildContext, spec: ShardSpec, sources: dict[str, Record
     skipped: list[Skipped] = []
     with ShardWriter(ctx.out, f"{opts.dataset}/{spec.name}", spec.split) as writer:
         for batch in _batches(ctx, spec, sources, skipped):
-            images = generator.generate([req for req, _ in batch])
-            for (req, variant), image in zip(batch, images, strict=True):
+            images = generator.generate([req for req, _, _ in batch])
+            for (_, variant, mask_png), image in zip(batch, images, strict=True):
                 meta = _sample_meta(ctx, variant, sources[variant.source_key], generator, image)
-                mask_png = encode_image(Image.fromarray(req.mask.astype(np.uint8) * 255), "png")
-                writer.write(
-                    encode_sample(
-                        variant.key, encode_image(image, opts.image_format), mask_png, meta, opts.image_format
-                    )
-                )
+                image_bytes = encode_image(image, opts.image_format)
+                writer.write(encode_sample(variant.key, image_bytes, mask_png, meta, opts.image_format))
             advance(len(batch))
         return writer.close(skipped)
 
 
 def _batches(ctx: BuildContext, spec: ShardSpec, sources: dict[str, Record], skipped: list[Skipped]) -> Iterator:
-    """(request, variant) pairs in batches of `batch_size`, in plan order; bad sources are skipped and listed."""
+    """(request, variant, mask PNG) triples in batches of `batch_size`, in plan order; bad sources are skipped and
+    listed. A source is loaded, and its mask encoded, once for all its variants (they are consecutive)."""
     from .generate import GenerationRequest
 
     opts = ctx.opts
     batch: list = []
-    source_key, image, garment_map, mask = None, None, None, None
+    source_key, source = None, None
     for variant in spec.variants:
         if variant.source_key != source_key:
             source_key = variant.source_key
-            record = sources[source_key]
-            image, garment_map, mask = _load_source(ctx, record, skipped)
-        if image is None:
+            source = _load_source(ctx, sources[source_key], skipped)
+        if source is None:
             continue
-        batch.append(
-            (
-                GenerationRequest(
-                    key=variant.key,
-                    image=image,
-                    garment_map=garment_map,
-                    mask=mask,
-                    prompt=variant.prompt,
-                    negative_prompt=variant.negative_prompt,
-                    target_text=variant.target_text,
-                    seed=variant.seed,
-                ),
-                variant,
-            )
+        image, garment_map, mask, mask_png = source
+        request = GenerationRequest(
+            key=variant.key,
+            image=image,
+            garment_map=garment_map,
+            mask=mask,
+            prompt=variant.prompt,
+            negative_prompt=variant.negative_prompt,
+            target_text=variant.target_text,
+            seed=variant.seed,
         )
+        batch.append((request, variant, mask_png))
         if len(batch) == opts.batch_size:
             yield batch
             batch = []
@@ -433,6 +425,7 @@ def _batches(ctx: BuildContext, spec: ShardSpec, sources: dict[str, Record], ski
 
 
 def _load_source(ctx: BuildContext, record: Record, skipped: list[Skipped]):
+    """(image, garment map, mask, mask PNG bytes) of a source, or None (listed in `skipped`)."""
     from .parse import clothing_mask, load_garment_map
 
     try:
@@ -440,13 +433,13 @@ def _load_source(ctx: BuildContext, record: Record, skipped: list[Skipped]):
             image = im.convert("RGB")
     except Exception as err:  # unreadable now though it parsed: list it, keep going
         skipped.append(Skipped(record.path, f"unreadable image: {type(err).__name__}"))
-        return None, None, None
+        return None
     garment_map = load_garment_map(ctx.work / "masks", record.key)
     mask = clothing_mask(garment_map, ctx.opts.mask_classes, ctx.opts.dilation)
     if not mask.any():
         skipped.append(Skipped(record.path, "empty mask: no clothing found"))
-        return None, None, None
-    return image, garment_map, mask
+        return None
+    return image, garment_map, mask, encode_image(Image.fromarray(mask.astype(np.uint8) * 255), "png")
 
 
 def _sample_meta(ctx: BuildContext, v: PlannedVariant, record: Record, generator, image: Image.Image) -> dict:
@@ -468,8 +461,7 @@ def _sample_meta(ctx: BuildContext, v: PlannedVariant, record: Record, generator
         "width": image.width,
         "height": image.height,
     }
-    assert tuple(meta) == SAMPLE_FIELDS
-    return meta
+    return meta  # `encode_sample` checks it against the schema
 
 
 # -- manifest ---------------------------------------------------------------------------------------------------
