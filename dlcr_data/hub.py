@@ -254,33 +254,24 @@ def _citation(name: str) -> str:
 # -- source images (only on request) ----------------------------------------------------------------------------
 def write_source_shards(out: Path, shard_samples: int = 1000) -> list[Path]:
     """`<dataset>-source/<split>-NNNNN.tar` with the original image bytes and record of every built source."""
-    import webdataset as wds
-
-    from .io import temp_name
+    from .shards import ShardWriter
 
     out = Path(out)
     written = []
     for name, entry in sorted(read_manifest(out)["builds"].items()):
         loaded = loaders.load(name, entry["source_root"])
+        limit = entry["config"]["limit"]
         for split in entry["config"]["splits"]:
-            records = loaded[split] if entry["config"]["limit"] is None else loaded[split][: entry["config"]["limit"]]
+            records = loaded[split] if limit is None else loaded[split][:limit]
             for index, start in enumerate(range(0, len(records), shard_samples)):
-                path = out / f"{name}{SOURCE_SUFFIX}" / f"{split}-{index:05d}.tar"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = temp_name(path)
-                with open(tmp, "wb") as stream, wds.TarWriter(stream, encoder=False, mtime=0) as tar:
+                relpath = f"{name}{SOURCE_SUFFIX}/{split}-{index:05d}.tar"
+                with ShardWriter(out, relpath, split) as writer:
                     for r in records[start : start + shard_samples]:
                         ext = Path(r.image_path).suffix.lower().lstrip(".").replace("jpeg", "jpg")
                         meta = {k: v for k, v in r.to_dict().items() if k != "frames"}
-                        tar.write(
-                            {
-                                "__key__": r.key,
-                                ext: (loaded.root / r.image_path).read_bytes(),
-                                "json": json.dumps(meta, sort_keys=True).encode(),
-                            }
-                        )
-                os.replace(tmp, path)
-                written.append(path)
+                        sample = {"__key__": r.key, ext: (loaded.root / r.image_path).read_bytes()}
+                        writer.write(sample | {"json": json.dumps(meta, sort_keys=True).encode()})
+                    written.append(out / writer.close().path)
     return written
 
 
