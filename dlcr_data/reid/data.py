@@ -214,10 +214,10 @@ class TrainSet(torch.utils.data.Dataset):
         self.unmatched_variants = 0  # variants whose source is not among `records`
         self._variants, self._column = None, "png"
         if expanded is not None:
-            column = "png" if "png" in expanded.dataset.column_names else "jpg"  # the build's --image-format
+            column = expanded.image_column
             self._variants, self._column = expanded.dataset.select_columns([column]), column  # not the mask
             real_of = {key: i for i, key in enumerate(self.keys)}
-            metas = expanded.dataset.select_columns(["json"])["json"]
+            metas = expanded.metas
             for source_key, rows in sorted(expanded.index.items()):
                 if source_key not in real_of:
                     self.unmatched_variants += len(rows)

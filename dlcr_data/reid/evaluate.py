@@ -72,12 +72,7 @@ def query_variants(expanded: str, dataset: str, split: str, keys: list[str], k: 
             f"build more with --variants or use a smaller --refine"
         )
     rows = [i for key in keys for i in variants.index[key][:k]]
-    images = [variants.dataset[i][_image_column(variants.dataset)] for i in rows]
-    return extract_images(model, images).view(len(keys), k, -1)
-
-
-def _image_column(ds) -> str:
-    return "png" if "png" in ds.column_names else "jpg"
+    return extract_images(model, variants.images(rows)).view(len(keys), k, -1)
 
 
 def generate_query_variants(expanded: str, dataset: str, root: str | None, split: str, k: int) -> str:
