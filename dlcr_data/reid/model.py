@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from ..errors import UserError
-from ..io import temp_name, write_json_atomic
+from ..io import write_bytes_atomic, write_json_atomic
 from ..models import load_pretrained
 
 BACKBONE_OPTION = "--backbone"
@@ -181,15 +181,8 @@ class ReIDModel(nn.Module):
 
 # -- checkpoints ------------------------------------------------------------------------------------------------
 def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """safetensors through a temp file and a rename (readers never see half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """safetensors through `io.write_bytes_atomic` (readers never see half a file)."""
+    write_bytes_atomic(Path(path), save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
 
 
 def optimizer_tensors(optimizer_state: dict, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
