@@ -22,6 +22,14 @@ CLASSES: tuple[str, ...] = (
 )
 CLASS_ID: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}
 
+# The three parts of an outfit text ("top | bottom | shoes") and the garment classes each part covers: the unit
+# that recolouring, outfit cloning and appearance swapping work on.
+OUTFIT_PARTS: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("top", (CLASS_ID["upper"], CLASS_ID["dress"])),
+    ("bottom", (CLASS_ID["lower"],)),
+    ("shoes", (CLASS_ID["shoes"],)),
+)
+
 # DLCR's SCHP mask: every clothing item and shoes; hair, face, skin and hats stay (dlcr-method.md §2.3).
 DEFAULT_MASK_CLASSES: tuple[str, ...] = ("upper", "lower", "dress", "shoes", "accessories")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +32,13 @@ class PlannedVariant:
     prompt: str
     negative_prompt: str
     seed: int
+    # The appearance provider (an image wearing the target outfit) for donor-based generators; "" / -1 otherwise.
+    appearance_key: str = ""
+    appearance_pid: int = -1
+    # How the target was chosen: "random" (DLCR), or "similar"/"diverse" (similarity-diversity, with the
+    # target outfit's cluster; -1 = noise or no clustering).
+    sampling: str = "random"
+    cluster_id: int = -1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -56,13 +63,16 @@ def plan_variants(
     seed: int = 0,
     negative_prompt: str = "",
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
+    donors: Mapping[str, Sequence[Record]] | None = None,
 ) -> list[PlannedVariant]:
     """DLCR's prompt pool: each image gets `variants` targets drawn from the *other* outfits (clothes_id -> text).
 
     Targets are distinct while the pool allows (a seeded permutation of the pool without the image's own outfit),
-    and cycle through it again when `variants` exceeds the pool.
+    and cycle through it again when `variants` exceeds the pool. With `donors` (clothes_id -> the training images
+    wearing it), each variant also gets an appearance provider: one of those images, drawn from (seed, key, k);
+    outfits without a donor image are then left out of the pool.
     """
-    pool = sorted(outfits)
+    pool = sorted(c for c in outfits if donors is None or donors.get(c))
     plan: list[PlannedVariant] = []
     for rec in records:
         candidates = [c for c in pool if c != rec.clothes_id]
@@ -83,9 +93,19 @@ def plan_variants(
                     prompt=make_prompt(outfits[target], prompt_template),
                     negative_prompt=negative_prompt,
                     seed=derive_seed(seed, "generate", rec.key, k),
+                    **_donor(donors, target, seed, rec.key, k),
                 )
             )
     return plan
+
+
+def _donor(donors: Mapping[str, Sequence[Record]] | None, outfit: str, seed: int, key: str, k: int) -> dict:
+    """The appearance provider of variant k of image `key`: one of the images wearing `outfit` (sorted by key)."""
+    if donors is None:
+        return {}
+    wearing = sorted(donors[outfit], key=lambda r: r.key)
+    donor = wearing[derive_seed(seed, "donor", key, k) % len(wearing)]
+    return {"appearance_key": donor.key, "appearance_pid": donor.pid}
 
 
 def write_plan(plan: list[PlannedVariant], path: Path) -> None:

@@ -58,3 +58,10 @@ def tiny_sd(tmp_path_factory) -> Path:
     from tiny_models import save_tiny_sd_inpaint
 
     return save_tiny_sd_inpaint(tmp_path_factory.mktemp("tiny-sd-inpaint"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    from tiny_models import save_tiny_clip
+
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))

@@ -241,3 +241,31 @@ def save_tiny_sd_inpaint(path: Path) -> Path:
     )  # fmt: skip
     pipe.save_pretrained(path)
     return Path(path)
+
+
+# -- body shape, distillation: CLIP ---------------------------------------------------------------------------
+def save_tiny_clip(path: Path) -> Path:
+    """A tiny random CLIP (ViT 32x32 / patch 8, 2-layer text encoder, 16-d projection) + processor, offline."""
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    tokenizer = tiny_clip_tokenizer()
+    config = CLIPConfig(
+        text_config={
+            "bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513, "hidden_size": 32,
+            "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+            "vocab_size": len(tokenizer), "max_position_embeddings": 77,
+        },
+        vision_config={
+            "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+            "image_size": 32, "patch_size": 8,
+        },
+        projection_dim=16,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = CLIPModel(config).eval()
+    size = {"shortest_edge": 32}
+    processor = CLIPProcessor(CLIPImageProcessorPil(size=size, crop_size={"height": 32, "width": 32}), tokenizer)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return Path(path)

@@ -21,6 +21,9 @@ class GenerationRequest:
     negative_prompt: str
     target_text: str  # "top | bottom | shoes", e.g. "red striped long-sleeve shirt | black trousers | white shoes"
     seed: int
+    # The appearance provider: a training image wearing the target outfit (for generators with `needs_donor`).
+    donor_image: Image.Image | None = None
+    donor_garment_map: np.ndarray | None = None  # canonical class ids, same H x W as `donor_image`
 
 
 @runtime_checkable
@@ -29,5 +32,6 @@ class Generator(Protocol):
 
     name: str
     model_id: str | None  # the model reference used (recorded in the manifest); None for model-free generators
+    needs_donor: bool  # True: every request carries `donor_image` and `donor_garment_map`
 
     def generate(self, batch: list[GenerationRequest]) -> list[Image.Image]: ...

@@ -19,6 +19,7 @@ class DiffusionGenerator:
     """Batched inpainting: one pipeline call per batch, one seeded `torch.Generator` per sample."""
 
     name = "diffusion"
+    needs_donor = False  # the outfit comes from the prompt
 
     def __init__(
         self,

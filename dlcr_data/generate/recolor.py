@@ -18,15 +18,11 @@ import numpy as np
 from PIL import Image
 
 from ..colors import colour_rgb, find_colour, find_pattern, lab_to_rgb, rgb_to_lab
-from ..garments import CLASS_ID
+from ..garments import OUTFIT_PARTS
 from .base import GenerationRequest
 
 # Target-text part -> the garment classes it recolours ("top | bottom | shoes").
-PART_CLASSES: tuple[tuple[int, ...], ...] = (
-    (CLASS_ID["upper"], CLASS_ID["dress"]),
-    (CLASS_ID["lower"],),
-    (CLASS_ID["shoes"],),
-)
+PART_CLASSES: tuple[tuple[int, ...], ...] = tuple(classes for _, classes in OUTFIT_PARTS)
 _MIN_CONTRAST = 0.35  # never squeeze the lightness pattern below this fraction (near-black/white targets)
 _JITTER_L = 2.0  # per-seed lightness jitter (Lab L units): variants of one colour are not pixel-identical
 _KEEP_TEXTURE = 0.1  # fraction of the old texture (fabric noise, faint old pattern) kept when drawing a new pattern
@@ -178,6 +174,7 @@ class RecolorGenerator:
 
     name = "recolor"
     model_id: str | None = None
+    needs_donor = False
 
     def __init__(
         self, keep_chroma: float = 0.1, jitter: float = _JITTER_L, patterns: bool = True,
