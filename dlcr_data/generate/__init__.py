@@ -21,7 +21,57 @@ def _recolor(**options) -> Generator:
     return RecolorGenerator(**options)
 
 
-GENERATORS: dict[str, Callable[..., Generator]] = {"diffusion": _diffusion, "recolor": _recolor}
+def _clone(**options) -> Generator:
+    from .clone import CloneGenerator
+
+    return CloneGenerator(**options)
+
+
+def _swap(**options) -> Generator:
+    from .swap import SwapGenerator
+
+    return SwapGenerator(**options)
+
+
+GENERATORS: dict[str, Callable[..., Generator]] = {
+    "diffusion": _diffusion,
+    "recolor": _recolor,
+    "clone": _clone,
+    "swap": _swap,
+}
+
+
+def _diffusion_class() -> type:
+    from .diffusion import DiffusionGenerator  # the module imports torch/diffusers only when instantiated
+
+    return DiffusionGenerator
+
+
+def _recolor_class() -> type:
+    from .recolor import RecolorGenerator
+
+    return RecolorGenerator
+
+
+def _clone_class() -> type:
+    from .clone import CloneGenerator
+
+    return CloneGenerator
+
+
+def _swap_class() -> type:
+    from .swap import SwapGenerator
+
+    return SwapGenerator
+
+
+# The generator classes, for what they declare (`needs_donor`) without building them (no model loads).
+_CLASSES: dict[str, Callable[[], type]] = {
+    "diffusion": _diffusion_class,
+    "recolor": _recolor_class,
+    "clone": _clone_class,
+    "swap": _swap_class,
+}
 
 
 def make_generator(name: str, **options) -> Generator:
@@ -32,4 +82,12 @@ def make_generator(name: str, **options) -> Generator:
     return factory(**options)
 
 
-__all__ = ["GENERATORS", "GenerationRequest", "Generator", "composite", "make_generator"]
+def needs_donor(name: str) -> bool:
+    """Whether generator `name` takes an appearance donor per request (`Generator.needs_donor`); loads no model."""
+    loader = _CLASSES.get(name.lower())
+    if loader is None:
+        raise UserError(f"unknown generator {name!r}; choose one of: {', '.join(GENERATORS)}")
+    return bool(loader().needs_donor)
+
+
+__all__ = ["GENERATORS", "GenerationRequest", "Generator", "composite", "make_generator", "needs_donor"]
