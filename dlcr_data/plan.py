@@ -2,22 +2,35 @@
 
 Every choice is a pure function of (global seed, image key, k) and the sorted outfit pool, so the plan is the same
 whatever the number of processes, the batch size or the order in which work finishes.
+
+Samplers (`SAMPLERS`): `random`, DLCR's seeded draw from the other outfits; `similarity-diversity`, ClonedPerson's
+(CVPR 2022): part of the targets from the source outfit's own cluster, the rest spread over the other clusters
+(clusters from `sampling.cluster_outfits`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import UserError
 from .io import write_text_atomic
 from .records import Record
 
+if TYPE_CHECKING:
+    from .sampling import OutfitClusters
+
 DEFAULT_PROMPT_TEMPLATE = "a person wearing {top}, {bottom} and {shoes}"
+SAMPLERS = ("random", "similarity-diversity")
+DEFAULT_SIMILAR_FRACTION = 0.5
+DEFAULT_MAX_PER_CLUSTER = 7  # ClonedPerson: at most 7 outfits from one cluster (seed-methods.md §2, unconfirmed)
 
 
 @dataclass(frozen=True)
@@ -64,23 +77,51 @@ def plan_variants(
     negative_prompt: str = "",
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
     donors: Mapping[str, Sequence[Record]] | None = None,
+    sampler: str = "random",
+    clusters: OutfitClusters | None = None,
+    source_embeddings: Mapping[str, np.ndarray] | None = None,
+    similar_fraction: float = DEFAULT_SIMILAR_FRACTION,
+    max_per_cluster: int = DEFAULT_MAX_PER_CLUSTER,
 ) -> list[PlannedVariant]:
-    """DLCR's prompt pool: each image gets `variants` targets drawn from the *other* outfits (clothes_id -> text).
+    """Each image gets `variants` targets drawn from the *other* outfits of the pool (clothes_id -> text).
 
-    Targets are distinct while the pool allows (a seeded permutation of the pool without the image's own outfit),
-    and cycle through it again when `variants` exceeds the pool. With `donors` (clothes_id -> the training images
-    wearing it), each variant also gets an appearance provider: one of those images, drawn from (seed, key, k);
-    outfits without a donor image are then left out of the pool.
+    `sampler="random"` (DLCR's prompt pool): targets are distinct while the pool allows (a seeded permutation of
+    the pool without the image's own outfit), and cycle through it again when `variants` exceeds the pool.
+
+    `sampler="similarity-diversity"` (ClonedPerson) needs `clusters` over the pool (`sampling.cluster_outfits`);
+    see `_similarity_diversity`. A source whose outfit is not clustered (e.g. a query image) is placed by its
+    record's embedding in `source_embeddings` (key -> embedding, `OutfitClusters.assign`); without one it is
+    treated as noise (all targets diverse). With either sampler, `clusters` also fills each variant's
+    `cluster_id`.
+
+    With `donors` (clothes_id -> the training images wearing it), each variant also gets an appearance provider:
+    one of those images, drawn from (seed, key, k); outfits without a donor image are then left out of the pool.
     """
+    if sampler not in SAMPLERS:
+        raise UserError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    if sampler == "similarity-diversity":
+        if clusters is None:
+            raise ValueError("sampler 'similarity-diversity' needs clusters (sampling.cluster_outfits)")
+        if not 0.0 <= similar_fraction <= 1.0:
+            raise UserError(f"--similar-fraction must be in [0, 1], not {similar_fraction}")
+        if max_per_cluster < 1:
+            raise UserError(f"max_per_cluster must be at least 1, not {max_per_cluster}")
     pool = sorted(c for c in outfits if donors is None or donors.get(c))
+    label = {c: clusters.cluster_of(c) if clusters is not None and c in clusters else -1 for c in pool}
     plan: list[PlannedVariant] = []
     for rec in records:
         candidates = [c for c in pool if c != rec.clothes_id]
         if not candidates:
             continue
-        order = np.random.default_rng(derive_seed(seed, "targets", rec.key)).permutation(len(candidates))
+        if sampler == "random":
+            order = np.random.default_rng(derive_seed(seed, "targets", rec.key)).permutation(len(candidates))
+            sequence = [(candidates[int(i)], "random") for i in order]
+        else:
+            sequence = _similarity_diversity(
+                rec, candidates, label, clusters, source_embeddings, seed, similar_fraction, max_per_cluster
+            )
         for k in range(variants):
-            target = candidates[int(order[k % len(candidates)])]
+            target, sampling = sequence[k % len(sequence)]
             plan.append(
                 PlannedVariant(
                     key=f"{rec.key}_v{k}",
@@ -94,9 +135,83 @@ def plan_variants(
                     negative_prompt=negative_prompt,
                     seed=derive_seed(seed, "generate", rec.key, k),
                     **_donor(donors, target, seed, rec.key, k),
+                    sampling=sampling,
+                    cluster_id=label[target],
                 )
             )
     return plan
+
+
+def _similarity_diversity(
+    rec: Record,
+    candidates: list[str],
+    label: Mapping[str, int],
+    clusters: OutfitClusters,
+    source_embeddings: Mapping[str, np.ndarray] | None,
+    seed: int,
+    similar_fraction: float,
+    max_per_cluster: int,
+) -> list[tuple[str, str]]:
+    """The ordered targets of one image, as (clothes_id, "similar" | "diverse"); variant k takes entry k (cycling).
+
+    similar: outfits of the source outfit's own cluster, nearest to the source first (ties by id), at most
+      `max_per_cluster` (hard negatives). A noise source has no cluster, so none.
+    diverse: the other clusters, each noise outfit its own singleton cluster, visited round-robin in a seeded
+      order (one outfit per cluster per round, in a seeded order within the cluster), at most `max_per_cluster`
+      from any one cluster.
+    Entry k is similar when ceil((k + 1) f) > ceil(k f), f = similar_fraction: the similar share is f in every
+    prefix (so in every `--variants`), and the list does not depend on `variants`. When one kind runs out the
+    other fills the remaining entries.
+    """
+    own_cluster, dist = _source_cluster(rec, clusters, source_embeddings)
+    similar = [c for c in candidates if own_cluster >= 0 and label[c] == own_cluster]
+    if dist is not None:
+        similar.sort(key=lambda c: (float(dist[clusters.index(c)]), c))
+    similar = similar[:max_per_cluster]
+    groups: dict[str, list[str]] = {}
+    for c in candidates:
+        if own_cluster < 0 or label[c] != own_cluster:
+            groups.setdefault(f"c{label[c]}" if label[c] >= 0 else f"n{c}", []).append(c)
+    names = sorted(groups)  # candidates are sorted, so each group is too
+    visit = np.random.default_rng(derive_seed(seed, "clusters", rec.key)).permutation(len(names))
+    queues = []
+    for i in visit:
+        members = groups[names[int(i)]]
+        if len(members) > 1:  # noise singletons need no shuffle (and are most groups: skip the cost)
+            order = np.random.default_rng(derive_seed(seed, "diverse", rec.key, names[int(i)]))
+            members = [members[int(j)] for j in order.permutation(len(members))]
+        queues.append(members[:max_per_cluster])
+    diverse = [q[r] for r in range(max(map(len, queues), default=0)) for q in queues if r < len(q)]
+
+    sequence: list[tuple[str, str]] = []
+    s = d = 0
+    while s < len(similar) or d < len(diverse):
+        k = len(sequence)
+        want_similar = _similar_count(k + 1, similar_fraction) > _similar_count(k, similar_fraction)
+        if (want_similar and s < len(similar)) or d == len(diverse):
+            sequence.append((similar[s], "similar"))
+            s += 1
+        else:
+            sequence.append((diverse[d], "diverse"))
+            d += 1
+    return sequence
+
+
+def _similar_count(n: int, fraction: float) -> int:
+    """How many of the first n entries are similar: ceil(n * fraction), robust to float error (0.3 * 10)."""
+    return math.ceil(n * fraction - 1e-9)
+
+
+def _source_cluster(
+    rec: Record, clusters: OutfitClusters, source_embeddings: Mapping[str, np.ndarray] | None
+) -> tuple[int, np.ndarray | None]:
+    """The source's cluster and its distances to the clustered outfits (None when unknown)."""
+    if rec.clothes_id in clusters:
+        return clusters.cluster_of(rec.clothes_id), clusters.distances[clusters.index(rec.clothes_id)]
+    if source_embeddings is not None and rec.key in source_embeddings:
+        embedding = source_embeddings[rec.key]
+        return clusters.assign(embedding), clusters.distances_from(embedding)
+    return -1, None
 
 
 def _donor(donors: Mapping[str, Sequence[Record]] | None, outfit: str, seed: int, key: str, k: int) -> dict:
