@@ -1,0 +1,359 @@
+"""Identity gate: drop generated variants that no longer look like their person (`--identity-gate MODEL`).
+
+From CLIP3DReID (Liu et al., CVPR 2024), whose generated/shape-aware samples are only useful if they keep the
+identity; the paper's release has no such filter, so this is our identity-preservation filter in its spirit
+(reference: seed-methods.md §3, `identity_gate`). A variant is rejected when
+
+- its embedding has cosine < `threshold` to its identity's prototype (mean of the L2-normalised features of that
+  identity's real images, renormalised),
+- or (with `require_rank1`) another identity's prototype is more similar than its own,
+- or more than `outside_tolerance` of the pixels outside the generator's mask changed (by more than
+  `pixel_tolerance` in some channel) versus the source: the silhouette/identity region must stay put. Our
+  generators composite through the mask, so this is 0 for them; a foreign generator may repaint the whole frame.
+
+The embedder is chosen from the model reference: a folder holding a dlcr-data re-ID checkpoint (`config.json`
+with the toolkit's checkpoint format, or a training run folder: its newest checkpoint) uses that model's own
+CAL-style extract; anything else is a transformers vision backbone by HF id or local folder (pooled output,
+L2-normalised, flip-averaged; a CLIP-like model's image features). The reference's keypoint shape-ratio test is
+not implemented: nothing in the build produces keypoints.
+
+Weights are never downloaded here beyond what `from_pretrained` does for a Hub id; checkpoints load from
+safetensors + JSON only (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from PIL import Image
+
+from .errors import UserError
+from .models import default_device, load_pretrained
+
+if TYPE_CHECKING:
+    import torch
+
+GATE_OPTION = "--identity-gate"
+# The reference gives no τ ("unconfirmed"), so this is a parameter. 0.5 is for the toolkit's re-ID checkpoints:
+# their inference feature is the BN-neck feature without shift (centred), so unrelated people sit near cosine 0
+# and a person's own prototype well above it; 0.5 keeps clear cases and drops variants that drifted half-way.
+# Generic backbones (all-positive pooled features) give high cosines to everyone: there the rank-1 test does the
+# work, or pass a higher --gate-threshold.
+DEFAULT_THRESHOLD = 0.5
+# Input size (H, W) for a backbone saved without an image processor and without `image_size` in its config:
+# the re-ID checkpoints' default (CAL's 256x128).
+FALLBACK_SIZE = (256, 128)
+_CHECKPOINT_PREFIX = "dlcr-data/reid-checkpoint/"
+
+
+# -- embedders --------------------------------------------------------------------------------------------------
+class Embedder(Protocol):
+    model_id: str
+    kind: str  # "reid-checkpoint" | "transformers"
+
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(N, D) float32 CPU features, L2-normalised, flip-averaged."""
+        ...
+
+
+class CheckpointEmbedder:
+    """A dlcr-data re-ID checkpoint: its own `ReIDModel.extract` at its own input size (as evaluation does)."""
+
+    kind = "reid-checkpoint"
+
+    def __init__(self, folder: Path, device: str, batch_size: int) -> None:
+        from .reid.model import load_checkpoint
+
+        self.model_id = str(folder)
+        self.model, self.config, _ = load_checkpoint(folder, device)
+        self.device = device
+        self.batch_size = batch_size
+
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        import torch
+
+        from .reid.data import normalize, to_uint8
+
+        size = tuple(self.config.image_size)
+        feats = []
+        with torch.inference_mode():
+            for i in range(0, len(images), self.batch_size):
+                x = torch.stack([to_uint8(im, size) for im in images[i : i + self.batch_size]])
+                feats.append(self.model.extract(normalize(x.to(self.device))).float().cpu())
+        width = getattr(self.model, "embedding_dim", self.model.feature_dim)  # with a fine-grained head: wider
+        return torch.cat(feats) if feats else torch.empty(0, width)
+
+
+class BackboneEmbedder:
+    """A transformers vision model (`AutoModel`) by HF id or local folder, with its image processor if it has one."""
+
+    kind = "transformers"
+
+    def __init__(self, ref: str, device: str, batch_size: int) -> None:
+        import torch
+        from transformers import AutoModel
+
+        self.model_id = ref
+        self.device = device
+        self.batch_size = batch_size
+        # fp32 on every device: the gate compares cosines against a fixed threshold, bf16 would move them.
+        net = load_pretrained(AutoModel.from_pretrained, ref, GATE_OPTION, dtype=torch.float32)
+        self.model = net.to(device).eval()
+        self.processor = _load_processor(ref)
+        self.size = _config_size(net.config) if self.processor is None else None
+        try:  # fail now, with the reference in the message, rather than mid-build on the first batch
+            self.dim = int(self([Image.new("RGB", (64, 128))]).shape[1])
+        except (TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise UserError(
+                f"{GATE_OPTION} {ref}: {type(net).__name__} does not embed images ({type(err).__name__}: {err}); "
+                "pass a dlcr-data re-ID checkpoint folder or a transformers vision model"
+            ) from err
+
+    def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        import torch
+
+        from .reid.data import normalize, to_uint8
+
+        rgb = [im.convert("RGB") for im in images]
+        if self.processor is not None:
+            return self.processor(images=rgb, return_tensors="pt")["pixel_values"]
+        # No processor saved: the checkpoints' transform (bilinear resize, ImageNet mean/std).
+        return normalize(torch.stack([to_uint8(im, self.size) for im in rgb]))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        if hasattr(self.model, "get_image_features"):  # CLIP-like: the projected image embedding
+            out = self.model.get_image_features(pixel_values=x)
+        else:
+            out = self.model(pixel_values=x)
+        return F.normalize(_pooled(out).float(), dim=1)
+
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
+        feats = []
+        with torch.inference_mode():
+            for i in range(0, len(images), self.batch_size):
+                x = self.pixels(images[i : i + self.batch_size]).to(self.device, torch.float32)
+                # Average the two views' directions (each normalised), as the re-ID extract does with its flip.
+                feats.append(F.normalize(self._forward(x) + self._forward(x.flip(-1)), dim=1).cpu())
+        return torch.cat(feats) if feats else torch.empty(0, getattr(self, "dim", 0))
+
+
+def _pooled(out) -> torch.Tensor:
+    """(B, D) from a model output: a tensor as is, else `pooler_output` flattened, else the mean over positions."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out.flatten(1)
+    pooled = getattr(out, "pooler_output", None)
+    if pooled is not None:
+        return pooled.flatten(1)  # ResNet's is (B, C, 1, 1)
+    hidden = out.last_hidden_state
+    return hidden.mean(dim=(2, 3)) if hidden.dim() == 4 else hidden.mean(dim=1)
+
+
+def _load_processor(ref: str):
+    """The model's image processor (PIL backend: no torchvision needed), or None when it has none."""
+    from transformers import AutoImageProcessor
+
+    from .models import ModelNotFound
+
+    local = Path(ref).expanduser()
+    if local.is_dir() and not (local / "preprocessor_config.json").is_file():
+        return None
+    try:
+        return load_pretrained(AutoImageProcessor.from_pretrained, ref, GATE_OPTION, backend="pil")
+    except ModelNotFound:  # a Hub model without a processor: the fallback transform
+        return None
+
+
+def _config_size(config) -> tuple[int, int]:
+    """(H, W) from a config's `image_size` (own or its vision config's), else FALLBACK_SIZE."""
+    size = getattr(config, "image_size", None) or getattr(getattr(config, "vision_config", None), "image_size", None)
+    if size is None:
+        return FALLBACK_SIZE
+    if isinstance(size, int):
+        return (size, size)  # ViT-style position embeddings need exactly this size
+    return (int(size[0]), int(size[1]))
+
+
+def checkpoint_folder(ref: str) -> Path | None:
+    """The dlcr-data re-ID checkpoint `ref` names (a checkpoint folder, or a training run: its newest), or None."""
+    folder = Path(ref).expanduser()
+    if not folder.is_dir():
+        return None
+    if not (folder / "config.json").is_file() and (folder / "checkpoints").is_dir():
+        from .reid.train import latest_checkpoint  # lazy: reid.train imports the build module
+
+        folder = latest_checkpoint(folder) or folder
+    try:
+        meta = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None  # no (readable) config: let transformers say what is wrong
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if not isinstance(fmt, str) or not fmt.startswith(_CHECKPOINT_PREFIX):
+        return None
+    from .reid.model import CHECKPOINT_FORMAT
+
+    if fmt != CHECKPOINT_FORMAT:
+        raise UserError(
+            f"{GATE_OPTION} {ref}: checkpoint format {fmt!r} is not supported (expected {CHECKPOINT_FORMAT})"
+        )
+    return folder
+
+
+def load_embedder(ref: str, device: str | None = None, batch_size: int = 64) -> CheckpointEmbedder | BackboneEmbedder:
+    device = str(device or default_device())
+    folder = checkpoint_folder(ref)
+    if folder is not None:
+        return CheckpointEmbedder(folder, device, batch_size)
+    return BackboneEmbedder(ref, device, batch_size)
+
+
+# -- the gate ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GateDecision:
+    score: float  # cosine to the identity's own prototype
+    rank1: bool  # the own prototype is the most similar (ties count as rank-1)
+    outside_changed: float  # fraction of outside-mask pixels that differ from the source by > pixel_tolerance
+    keep: bool
+    reason: str  # "" when kept; else every failed test with its numbers, "; "-separated
+    best_pid: int  # the most similar prototype's pid (the own pid when rank-1)
+    best_score: float  # its cosine
+
+
+class IdentityGate:
+    """Prototypes per identity (`fit`), then keep/reject decisions for generated variants (`check`)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        require_rank1: bool = True,
+        outside_tolerance: float = 0.01,
+        pixel_tolerance: int = 8,
+        device: str | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        if not -1.0 <= threshold <= 1.0:
+            raise UserError(f"--gate-threshold is a cosine, so it must lie in [-1, 1], not {threshold}")
+        if not 0.0 <= outside_tolerance <= 1.0:
+            raise UserError(f"outside_tolerance is a fraction of pixels in [0, 1], not {outside_tolerance}")
+        if not 0 <= pixel_tolerance <= 255:
+            raise UserError(f"pixel_tolerance is a uint8 difference in [0, 255], not {pixel_tolerance}")
+        if batch_size < 1:
+            raise UserError(f"batch_size must be at least 1, not {batch_size}")
+        self.threshold = float(threshold)
+        self.require_rank1 = require_rank1
+        self.outside_tolerance = float(outside_tolerance)
+        self.pixel_tolerance = int(pixel_tolerance)
+        self.embedder = load_embedder(model, device, batch_size)
+        self.model_id = self.embedder.model_id  # for the manifest: the resolved checkpoint folder or the HF ref
+        self.kind = self.embedder.kind  # "reid-checkpoint" | "transformers"
+        self.pids: tuple[int, ...] = ()
+        self.prototypes: torch.Tensor | None = None  # (P, D), row i = pids[i]
+
+    def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(N, D) L2-normalised, flip-averaged features (float32, CPU)."""
+        return self.embedder(list(images))
+
+    def fit(self, images: Sequence[Image.Image], pids: Sequence[int]) -> None:
+        """One prototype per identity from its real images; replaces any earlier prototypes."""
+        import torch
+        import torch.nn.functional as F
+
+        if len(images) != len(pids):
+            raise ValueError(f"fit got {len(images)} images but {len(pids)} pids")
+        if not images:
+            raise ValueError("fit needs at least one image")
+        feats = self.embed(images)
+        labels = torch.tensor([int(p) for p in pids])
+        self.pids = tuple(sorted({int(p) for p in pids}))  # sorted: the same prototypes whatever the input order
+        # Mean of unit vectors, renormalised: every image weighs the same, whatever its feature norm.
+        self.prototypes = F.normalize(torch.stack([feats[labels == p].mean(0) for p in self.pids]), dim=1)
+
+    def check(
+        self,
+        generated: Sequence[Image.Image],
+        sources: Sequence[Image.Image],
+        masks: Sequence[np.ndarray],
+        pids: Sequence[int],
+    ) -> list[GateDecision]:
+        """One decision per generated image: `sources[i]` is its real source, `masks[i]` (bool H x W of the source)
+        the region the generator was allowed to change, `pids[i]` the identity it must keep."""
+        if self.prototypes is None:
+            raise RuntimeError("IdentityGate.check before fit: build the identity prototypes first")
+        if not len(generated) == len(sources) == len(masks) == len(pids):
+            raise ValueError(
+                f"check needs one source, mask and pid per generated image; got {len(generated)} generated, "
+                f"{len(sources)} sources, {len(masks)} masks, {len(pids)} pids"
+            )
+        index = {p: i for i, p in enumerate(self.pids)}
+        missing = sorted({int(p) for p in pids} - index.keys())
+        if missing:
+            raise ValueError(
+                f"pid(s) {', '.join(map(str, missing[:10]))} have no prototype; fit() saw {len(self.pids)} "
+                f"identities ({', '.join(map(str, self.pids[:10]))}{', ...' if len(self.pids) > 10 else ''})"
+            )
+        if not generated:
+            return []
+        sims = self.embed(generated) @ self.prototypes.T  # (N, P) cosines: both sides are unit vectors
+        decisions = []
+        for i, (gen, src, mask, pid) in enumerate(zip(generated, sources, masks, pids, strict=True)):
+            own = index[int(pid)]
+            row = sims[i]
+            score = float(row[own])
+            best = int(row.argmax())
+            rank1 = score >= float(row[best])  # ties: rank-1 (argmax would pick the lower index)
+            best = own if rank1 else best
+            outside = outside_changed(gen, src, mask, self.pixel_tolerance, index=i)
+            failed = []
+            if score < self.threshold:
+                failed.append(f"similarity {score:.3f} < {self.threshold:.3f}")
+            if self.require_rank1 and not rank1:
+                failed.append(f"not rank-1 (best: pid {self.pids[best]} at {float(row[best]):.3f})")
+            if outside > self.outside_tolerance:
+                failed.append(f"outside mask changed {outside:.3f} > {self.outside_tolerance:.3f}")
+            decisions.append(
+                GateDecision(
+                    score=score,
+                    rank1=rank1,
+                    outside_changed=outside,
+                    keep=not failed,
+                    reason="; ".join(failed),
+                    best_pid=self.pids[best],
+                    best_score=float(row[best]),
+                )
+            )
+        return decisions
+
+
+def outside_changed(
+    generated: Image.Image, source: Image.Image, mask: np.ndarray, pixel_tolerance: int = 8, *, index: int = 0
+) -> float:
+    """Fraction of the pixels outside `mask` (bool H x W of `source`) whose largest channel difference between
+    `generated` and `source` exceeds `pixel_tolerance`; 0 when the mask covers everything. A generated image of
+    another size is compared after a bilinear resize to the source's (a foreign generator may round sizes)."""
+    mask = np.asarray(mask, bool)
+    if mask.shape != (source.height, source.width):
+        raise ValueError(f"check item {index}: mask shape {mask.shape} does not match source size {source.size} (W, H)")
+    src = np.asarray(source.convert("RGB"), np.int16)
+    gen_img = generated.convert("RGB")
+    if gen_img.size != source.size:
+        gen_img = gen_img.resize(source.size, Image.Resampling.BILINEAR)
+    gen = np.asarray(gen_img, np.int16)
+    outside = ~mask
+    total = int(outside.sum())
+    if total == 0:
+        return 0.0
+    changed = np.abs(gen - src).max(axis=2) > pixel_tolerance
+    return float((changed & outside).sum() / total)
