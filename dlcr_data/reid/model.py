@@ -3,6 +3,15 @@
 `ReIDModel.forward(x)` returns `(feature, bn_feature, logits)`: the feature before the BN-neck feeds the triplet
 loss, the BN feature is what inference uses (`extract`), the logits feed the identity loss. CAL's clothes
 classifier is a separate `ClothesClassifier` (it has its own optimizer and sees detached features).
+`forward(x, full=True)` returns a `ReIDOutput` with the pooled feature, the feature map and the optional
+fine-grained head's outputs as well (the trainer's seed-method losses need them).
+
+**Fine-grained head** (DG-Net, Zheng et al., CVPR 2019, "fine-grained feature mining"; `fine_grained_head`): a
+second embedding on the pooled backbone feature (linear → BN without shift, like the BN-neck) with heavy dropout
+(0.75) before its own identity classifier. The trainer teaches it the *structure provider's* identity on generated
+images, so it has to rely on what a clothes change keeps (face, hair, body shape). The test feature is then
+DG-Net's: each head's flip-summed feature L2-normalised, concatenated and L2-normalised again (`embedding_dim` =
+`feature_dim` + `fine_grained_dim` wide).
 
 Checkpoints are a folder: `model.safetensors` + `config.json` (+ `trainer_state.json`, `optimizer.safetensors`,
 `<module>.safetensors`), each written atomically; loading reads safetensors and JSON only, never pickle.
@@ -14,6 +23,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -47,9 +57,15 @@ class ReIDConfig:
     pooling: str = "maxavg"  # CAL's default; "avg" | "gem" | "maxavg" (max ‖ avg, doubles the width)
     last_stride_1: bool = True  # CAL/BoT: last stage keeps its resolution (ResNet-family backbones only)
     method: str = "baseline"  # "baseline" | "cal"
+    # DG-Net's fine-grained head: its test feature is concatenated with the main one (module docstring)
+    fine_grained_head: bool = False
+    fine_grained_dim: int = 512  # DG-Net's heads are 512-d
+    fine_grained_dropout: float = 0.75  # DG-Net's second head
 
     def __post_init__(self) -> None:
         self.image_size = tuple(self.image_size)
+        if self.fine_grained_dim < 1 or not 0 <= self.fine_grained_dropout < 1:
+            raise UserError("fine_grained_dim must be >= 1 and fine_grained_dropout in [0, 1)")
         if self.pooling not in POOLINGS:
             raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
         if self.method not in METHODS:
@@ -145,6 +161,36 @@ class ClothesClassifier(NormalizedLinear):
     """CAL's clothes classifier on the BN feature: trained on detached features, fooled by the backbone."""
 
 
+class ReIDOutput(NamedTuple):
+    """Everything one forward pass computes (`ReIDModel.forward(x, full=True)`)."""
+
+    feature: torch.Tensor  # (B, D) before the BN-neck: triplet loss
+    bn_feature: torch.Tensor  # (B, D) BN-neck feature: inference, clothes heads
+    logits: torch.Tensor  # (B, num_classes) main identity classifier
+    pooled: torch.Tensor  # (B, C') pooled backbone feature (before any projection): distillation
+    feature_map: torch.Tensor  # (B, C, h, w) last backbone feature map: local tokens for optimal transport
+    fine_feature: torch.Tensor | None = None  # (B, fine_grained_dim) fine-grained head's BN feature
+    fine_logits: torch.Tensor | None = None  # its identity logits (after dropout in training)
+
+
+class FineGrainedHead(nn.Module):
+    """DG-Net's fine-grained mining head: linear → BN (no shift) → dropout → identity classifier."""
+
+    def __init__(self, in_features: int, dim: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.embed = nn.Linear(in_features, dim, bias=False)
+        self.bn = nn.BatchNorm1d(dim)
+        self.bn.bias.requires_grad_(False)  # as the BN-neck: the test feature stays centred
+        self.dropout = nn.Dropout(dropout)  # 0.75: forces the head to spread identity over many channels
+        self.classifier = nn.Linear(dim, num_classes, bias=False)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+
+    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(BN feature: the test feature's second half, logits)."""
+        feature = self.bn(self.embed(pooled))
+        return feature, self.classifier(self.dropout(feature))
+
+
 class ReIDModel(nn.Module):
     def __init__(self, config: ReIDConfig, backbone_config: dict | None = None) -> None:
         super().__init__()
@@ -160,20 +206,50 @@ class ReIDModel(nn.Module):
         self.bn.bias.requires_grad_(False)  # BN-neck (Luo et al.): no shift, so the BN feature stays centred
         self.classifier = nn.Linear(self.feature_dim, config.num_classes, bias=False)
         nn.init.normal_(self.classifier.weight, std=0.001)
+        self.pooled_dim = width
+        self.fine_grained = (
+            FineGrainedHead(width, config.fine_grained_dim, config.num_classes, config.fine_grained_dropout)
+            if config.fine_grained_head
+            else None
+        )
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(feature before BN: triplet, BN feature: inference and clothes heads, identity logits)."""
-        feature = pool(self.config.pooling, feature_map(self.backbone, x), self.gem)
-        if self.projection is not None:
-            feature = self.projection(feature)
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the test feature (`extract`): the BN feature, plus the fine-grained one when there is one."""
+        return self.feature_dim + (self.config.fine_grained_dim if self.fine_grained is not None else 0)
+
+    def forward(self, x: torch.Tensor, full: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(feature before BN: triplet, BN feature: inference and clothes heads, identity logits); with `full`, a
+        `ReIDOutput` (a tuple starting with the same three). A keyword, not another method, so that a
+        DistributedDataParallel wrapper still sees the call."""
+        fmap = feature_map(self.backbone, x)
+        pooled = pool(self.config.pooling, fmap, self.gem)
+        feature = self.projection(pooled) if self.projection is not None else pooled
         bn_feature = self.bn(feature)
-        return feature, bn_feature, self.classifier(bn_feature)
+        logits = self.classifier(bn_feature)
+        if not full:
+            return feature, bn_feature, logits
+        fine = self.fine_grained(pooled) if self.fine_grained is not None else (None, None)
+        return ReIDOutput(feature, bn_feature, logits, pooled, fmap, *fine)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Flip-summed test feature before the final L2 normalisation (video frames are pooled on it).
+
+        Plain: bn(f(x)) + bn(f(hflip(x))) (CAL). With the fine-grained head (DG-Net's test): each head's flip sum
+        L2-normalised, then concatenated, so both heads weigh the same whatever their scales."""
+        main, flipped = self(x, full=True), self(x.flip(-1), full=True)
+        feature = main.bn_feature + flipped.bn_feature
+        if self.fine_grained is None:
+            return feature
+        fine = main.fine_feature + flipped.fine_feature
+        return torch.cat([F.normalize(feature, dim=1), F.normalize(fine, dim=1)], dim=1)
 
     @torch.inference_mode()
     def extract(self, x: torch.Tensor) -> torch.Tensor:
-        """Eval feature, as CAL: L2-normalise(bn(f(x)) + bn(f(hflip(x)))). Switches the model to eval mode."""
+        """Eval feature, as CAL: L2-normalise(bn(f(x)) + bn(f(hflip(x)))), or DG-Net's concatenation of both heads
+        (`embed`), `embedding_dim` wide. Switches the model to eval mode."""
         self.eval()
-        return F.normalize(self(x)[1] + self(x.flip(-1))[1], dim=1)
+        return F.normalize(self.embed(x), dim=1)
 
     def backbone_config(self) -> dict:
         return self.backbone.config.to_dict()

@@ -8,6 +8,24 @@ result as an uninterrupted one. The out folder holds:
     checkpoints/epoch-NNNN/  model.safetensors, config.json, trainer_state.json, optimizer.safetensors, ...
     history.json             per-epoch losses, accuracies, learning rate, timing
     training_curve.png
+
+Seed-method options (seed-methods.md §1, §3), all off by default:
+
+* `gen_label="teacher"` (DG-Net, Zheng et al., CVPR 2019, `teacher_soft`): on generated images the identity CE is
+  replaced by KL(teacher target ‖ student softmax) of the main classifier, the target being a frozen real-data
+  teacher's renormalised softmax summed over the image and its flip. The teacher sees the same augmented tensors as
+  the student (the soft label then describes the very pixels being classified, erased patches included; DG-Net's
+  teacher scored the student's generated images and their flips). Weight: `losses.ramp_weight` of the run's
+  progress (0 until 30 %, linear to 2 over the next 4 %). Real images keep the hard, label-smoothed CE. The teacher
+  runs from the first step (its KL is logged while the weight is still 0).
+* `fine_grained_head` (DG-Net's fine-grained mining): `model.FineGrainedHead` learns the structure provider's
+  identity (CE) on generated images, weight `fine_grained_weight` (0.2) times the same ramp; the test feature
+  concatenates both heads.
+* `distill` / `shape_ot` (CLIP3DReID, Liu et al., CVPR 2024): see `distill.py`.
+
+Progress = (epoch + batch / batches this epoch) / epochs = global step / total steps when every epoch has as many
+batches (identity sampling may vary that by a batch or two), so the ramp is derivable from the epoch on resume and
+scales with the run length (a rerun with more epochs stretches it, like `schedule_epochs`).
 """
 
 from __future__ import annotations
@@ -25,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .. import body_shape
 from ..build import Reporter
 from ..errors import UserError
 from ..io import write_bytes_atomic, write_json_atomic
@@ -40,13 +59,40 @@ from .data import (
     scale_epoch,
     to_uint8,
 )
-from .losses import ClothesAdversarialLoss, CosFaceLoss, CrossEntropyLabelSmooth, TripletLoss
-from .model import CheckpointState, ClothesClassifier, ReIDConfig, ReIDModel, load_checkpoint, save_checkpoint
+from .distill import ClipTeacher, DistillHeads
+from .losses import (
+    ClothesAdversarialLoss,
+    CosFaceLoss,
+    CrossEntropyLabelSmooth,
+    TripletLoss,
+    global_alignment_loss,
+    ot_alignment_loss,
+    ramp_weight,
+    soft_target_kl,
+    teacher_target,
+)
+from .model import (
+    CheckpointState,
+    ClothesClassifier,
+    ReIDConfig,
+    ReIDModel,
+    backbone_width,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .sampler import IdentitySampler
 
 CONFIG_FILE = "train_config.json"
 # Options that do not change what is learnt, so a rerun may change them (epochs: a rerun trains further).
 _RUNTIME_ONLY = ("out", "epochs", "num_workers", "cache", "device", "mixed_precision", "keep_checkpoints", "overwrite")
+GEN_LABELS = ("hard", "teacher")
+# Seed-method fields left out of the fingerprint while at their defaults: a plain run's fingerprint stays what it
+# was before they existed, so older run folders still resume.
+_SEED_FIELDS = (
+    "gen_label", "teacher", "teacher_start", "teacher_ramp", "teacher_cap", "fine_grained_head", "fine_grained_dim",
+    "fine_grained_weight", "fine_grained_dropout", "distill", "distill_weight", "shape_ot", "shape_ot_weight",
+    "shape_top_k", "sinkhorn_epsilon", "sinkhorn_iters",
+)  # fmt: skip
 
 
 @dataclass
@@ -85,6 +131,24 @@ class TrainConfig:
     # milestones (4, 8), CAL from 5). None: they are absolute epochs.
     schedule_epochs: int | None = None
     seed: int = 1
+    # DG-Net (CVPR 2019): labels of generated images, fine-grained head (module docstring)
+    gen_label: str = "hard"  # "hard": the structure (source) identity's CE | "teacher": DG-Net's teacher_soft KL
+    teacher: str | None = None  # a checkpoint trained on this dataset's real images (same label maps)
+    teacher_start: float = 0.3  # ramp of the teacher weight, as fractions of the run's steps (`ramp_weight`)
+    teacher_ramp: float = 0.04
+    teacher_cap: float = 2.0
+    fine_grained_head: bool = False
+    fine_grained_dim: int = 512
+    fine_grained_weight: float = 0.2  # DG-Net's B_w, times the ramped teacher weight
+    fine_grained_dropout: float = 0.75
+    # CLIP3DReID (CVPR 2024): distillation from a frozen CLIP (distill.py)
+    distill: str | None = None  # CLIP model (HF id or folder): global alignment to its image embedding
+    distill_weight: float = 1.0
+    shape_ot: bool = False  # local tokens ↔ body-shape text embeddings by Sinkhorn OT (needs `distill`)
+    shape_ot_weight: float = 0.3
+    shape_top_k: int = 4  # body-shape words per image (CLIP zero-shot ranking)
+    sinkhorn_epsilon: float = 0.1
+    sinkhorn_iters: int = 100
     # runtime
     num_workers: int = 0  # DataLoader workers; ignored (0) with `cache`, whose pixels live in this process
     cache: bool = True  # decode each image once and keep it in memory (uint8): for small sets like the demo
@@ -100,8 +164,35 @@ class TrainConfig:
         self.progressive_fractions = tuple(self.progressive_fractions)
         if self.epochs < 1:
             raise UserError("epochs must be at least 1")
+        self._check_seed_options()
         self.reid_config(0, 0)  # validates method and pooling
         self.progressive()  # validates the schedule
+
+    def _check_seed_options(self) -> None:
+        """One-line errors for option combinations that cannot work (CLI names, as the user typed them)."""
+        if self.gen_label not in GEN_LABELS:
+            raise UserError(f"--gen-label must be one of {', '.join(GEN_LABELS)}, not {self.gen_label!r}")
+        if self.gen_label == "teacher" and not self.teacher:
+            raise UserError("--gen-label teacher needs --teacher CHECKPOINT (a model trained on the real images)")
+        if self.teacher and self.gen_label != "teacher":
+            raise UserError("--teacher is only used with --gen-label teacher")
+        for option, on in (
+            ("--gen-label teacher", self.gen_label == "teacher"),
+            ("--fine-grained-head", self.fine_grained_head),
+        ):
+            if on and not self.expanded:
+                raise UserError(f"{option} needs generated images: pass --expanded BUILD")
+        if self.shape_ot and not self.distill:
+            raise UserError("--shape-ot needs --distill CLIP_MODEL (its text embeddings and zero-shot scores)")
+        if not (0 <= self.teacher_start <= 1 and self.teacher_ramp >= 0 and self.teacher_cap >= 0):
+            raise UserError("teacher_start must be in [0, 1], teacher_ramp and teacher_cap >= 0")
+        if self.shape_top_k < 1 or self.sinkhorn_iters < 1 or self.sinkhorn_epsilon <= 0:
+            raise UserError("shape_top_k and sinkhorn_iters must be >= 1, sinkhorn_epsilon > 0")
+
+    def seed_weight(self, progress: float) -> float:
+        """DG-Net's ramped teacher weight at `progress` (global step / total steps); also scales the
+        fine-grained head's loss (with `gen_label="hard"` the same ramp runs without a teacher)."""
+        return ramp_weight(progress, self.teacher_start, self.teacher_ramp, self.teacher_cap)
 
     @property
     def scale(self) -> float:
@@ -130,6 +221,9 @@ class TrainConfig:
             pooling=self.pooling,
             last_stride_1=self.last_stride_1,
             method=self.method,
+            fine_grained_head=self.fine_grained_head,
+            fine_grained_dim=self.fine_grained_dim,
+            fine_grained_dropout=self.fine_grained_dropout,
         )
 
     def fingerprint(self) -> dict:
@@ -137,6 +231,10 @@ class TrainConfig:
         d = json.loads(json.dumps(asdict(self)))  # tuples -> lists, as they come back from JSON
         for key in _RUNTIME_ONLY:
             d.pop(key)
+        defaults = TrainConfig.__dataclass_fields__
+        for key in _SEED_FIELDS:
+            if d[key] == defaults[key].default:
+                d.pop(key)
         progressive = self.progressive()
         d["resolved"] = {
             "lr_milestones": list(self.milestones()),
@@ -163,9 +261,14 @@ class Run:
     optimizer: torch.optim.Optimizer
     clothes_head: torch.nn.Module | None = None  # CAL only
     clothes_opt: torch.optim.Optimizer | None = None
+    teacher: ReIDModel | None = None  # gen_label="teacher": frozen, eval mode
+    clip: ClipTeacher | None = None  # distill: frozen
+    distill_heads: torch.nn.Module | None = None  # distill: trainable projections
+    distill_opt: torch.optim.Optimizer | None = None
 
     def __post_init__(self) -> None:
         c, device = self.config, self.acc.device
+        self.variant = self.data.variant.to(device)  # >= 0: a generated image
         self.identity_loss = CrossEntropyLabelSmooth(c.label_smoothing)
         self.triplet_loss = TripletLoss(c.triplet_margin)
         self.clothes_loss = CosFaceLoss(c.clothes_scale, c.clothes_margin)
@@ -193,6 +296,9 @@ def train(config: TrainConfig, reporter: Reporter | None = None) -> Path:
 
     set_seed(config.seed)  # model init (scratch presets, heads) is the same on every process and every run
     data = TrainSet.from_dataset(config.dataset, config.root, config.image_size, config.expanded, cache=config.cache)
+    if (config.gen_label == "teacher" or config.fine_grained_head) and not data.has_variants:
+        raise UserError(f"{config.expanded}: no train variants of {config.dataset}; teacher labels and the "
+                        "fine-grained head learn from generated images")  # fmt: skip
     latest = latest_checkpoint(out)
     state = None
     if latest is not None:
@@ -223,17 +329,21 @@ def train(config: TrainConfig, reporter: Reporter | None = None) -> Path:
     for epoch in range(state.epoch if state else 0, config.epochs):
         started = time.perf_counter()
         batches.set_epoch(epoch)
-        for group in run.optimizer.param_groups:
-            group["lr"] = config.lr_at(epoch)
+        for opt in (run.optimizer, run.distill_opt):  # CAL's clothes classifier keeps a constant lr
+            for group in opt.param_groups if opt is not None else ():
+                group["lr"] = config.lr_at(epoch)
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1009 + acc.process_index)
         run.model.train()
         meter = Meter()
         name = f"epoch {epoch + 1}/{config.epochs}"
         advance = reporter.stage(name, len(loader))
-        for images, items in loader:
+        steps = len(loader)
+        for step, (images, items) in enumerate(loader):
             items = items.to(acc.device)
             real = real_mask(len(items), paired, acc.device)  # paired batches: reals, then one partner each
-            meter.add(train_step(run, augment(images.to(acc.device), generator), items, real, epoch), len(items))
+            x = augment(images.to(acc.device), generator)
+            progress = (epoch + step / steps) / config.epochs  # global step / total steps (module docstring)
+            meter.add(train_step(run, x, items, real, epoch, progress), len(items))
             advance(1)
         reporter.done(name)
         record = {"epoch": epoch + 1, **meter.means(acc), "lr": config.lr_at(epoch)}
@@ -250,37 +360,106 @@ def train(config: TrainConfig, reporter: Reporter | None = None) -> Path:
 
 
 def _prepare(config: TrainConfig, acc, data: TrainSet, model: ReIDModel, state: CheckpointState | None) -> Run:
-    """Optimizers (Adam; CAL's clothes classifier has its own), restored from `state` when resuming."""
+    """Optimizers (Adam; CAL's clothes classifier and the distillation heads have their own), restored from `state`
+    when resuming; the frozen teachers of the seed methods."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=config.lr, weight_decay=config.weight_decay)
     if state is not None:
         optimizer.load_state_dict(state.optimizers["model"])
     model, optimizer = acc.prepare(model, optimizer)
-    if config.method != "cal":
-        return Run(config, acc, data, model, optimizer)
-    head = ClothesClassifier(acc.unwrap_model(model).feature_dim, data.num_clothes)
-    head_opt = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)  # constant lr
-    if state is not None:
-        head.load_state_dict(state.modules["clothes_classifier"])
-        head_opt.load_state_dict(state.optimizers["clothes"])
-    head, head_opt = acc.prepare(head, head_opt)
-    return Run(config, acc, data, model, optimizer, head, head_opt)
+    run = Run(config, acc, data, model, optimizer)
+    if config.method == "cal":
+        head = ClothesClassifier(acc.unwrap_model(model).feature_dim, data.num_clothes)
+        head_opt = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)  # constant
+        if state is not None:
+            head.load_state_dict(state.modules["clothes_classifier"])
+            head_opt.load_state_dict(state.optimizers["clothes"])
+        run.clothes_head, run.clothes_opt = acc.prepare(head, head_opt)
+    if config.gen_label == "teacher":
+        run.teacher = load_teacher(config.teacher, data, acc.device)
+    if config.distill:
+        words = body_shape.BODY_SHAPE_WORDS if config.shape_ot else ()
+        run.clip = ClipTeacher(config.distill, words, body_shape.PROMPT_TEMPLATE).to(acc.device)
+        student = acc.unwrap_model(model)
+        heads = DistillHeads(student.pooled_dim, backbone_width(student.backbone), run.clip.dim, config.shape_ot)
+        heads_opt = torch.optim.Adam(heads.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        if state is not None:
+            heads.load_state_dict(state.modules["distill"])
+            heads_opt.load_state_dict(state.optimizers["distill"])
+        run.distill_heads, run.distill_opt = acc.prepare(heads, heads_opt)
+    return run
 
 
-def train_step(run: Run, x: torch.Tensor, items: torch.Tensor, real: torch.Tensor, epoch: int) -> dict[str, float]:
-    """One step. Identity + triplet losses on all images; CAL's clothes losses on the real images only.
+def load_teacher(checkpoint: str, data: TrainSet, device) -> ReIDModel:
+    """DG-Net's frozen teacher: a checkpoint (or a training run: its newest) of this dataset's identities (its
+    label maps must be the student's, or its class k would not be the student's class k)."""
+    folder = Path(checkpoint)
+    if not (folder / "model.safetensors").is_file():
+        folder = latest_checkpoint(folder) or folder
+    teacher, _, state = load_checkpoint(folder, device)
+    if state.label_maps != data.maps.to_dict():
+        raise UserError(f"--teacher {checkpoint}: trained on other identities/outfits than this training set")
+    return teacher.requires_grad_(False).eval()
+
+
+@torch.inference_mode()
+def _teacher_targets(teacher: ReIDModel, x: torch.Tensor) -> torch.Tensor:
+    """DG-Net's soft labels of a batch: the teacher's softmax on x and on its flip, summed and renormalised."""
+    size = tuple(teacher.config.image_size)
+    if tuple(x.shape[-2:]) != size:  # a teacher trained at another size sees the batch at its own
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return teacher_target(teacher(x)[2], teacher(x.flip(-1))[2])
+
+
+def train_step(
+    run: Run, x: torch.Tensor, items: torch.Tensor, real: torch.Tensor, epoch: int, progress: float = 0.0
+) -> dict[str, float]:
+    """One step. Identity + triplet losses on all images; CAL's clothes losses on the real images only; the seed
+    methods' losses (module docstring) where configured. `progress` = global step / total steps.
 
     CAL's order: the clothes classifier learns from detached BN features (CosFace), then the backbone gets the
     identity losses plus, from `cal_start`, the adversarial loss through the *updated* classifier, whose weights
     are frozen for that pass."""
     config, acc = run.config, run.acc
     pids = run.pids[items]
-    feature, bn_feature, logits = run.model(x)
-    loss_id = run.identity_loss(logits, pids)
+    outputs = run.model(x, full=True)
+    feature, bn_feature, logits = outputs[:3]
+    generated = run.variant[items] >= 0  # a source without variants is paired with itself: still real
+    out: dict[str, float] = {}
+    if run.teacher is not None:  # DG-Net teacher_soft: reals keep the hard CE, generated images get the KL
+        weight = config.seed_weight(progress)
+        loss_id = run.identity_loss(logits[~generated], pids[~generated]) if (~generated).any() else logits.sum() * 0
+        loss_teacher = logits.sum() * 0
+        if generated.any():
+            target = _teacher_targets(run.teacher, x[generated]).clone()  # clone: a normal tensor for autograd
+            loss_teacher = soft_target_kl(logits[generated], target)
+        loss = loss_id + weight * loss_teacher
+        out |= {"loss_teacher": loss_teacher.item(), "teacher_weight": weight}
+    else:
+        loss_id = run.identity_loss(logits, pids)  # "hard": a variant carries its structure provider's identity
+        loss = loss_id
     loss_tri = run.triplet_loss(feature, pids)
-    loss = loss_id + config.triplet_weight * loss_tri
-    out = {"loss_id": loss_id.item(), "loss_triplet": loss_tri.item()}
+    loss = loss + config.triplet_weight * loss_tri
+    out |= {"loss_id": loss_id.item(), "loss_triplet": loss_tri.item()}
     out["acc_id"] = (logits.argmax(1) == pids).float().mean().item()
+    if outputs.fine_logits is not None:  # DG-Net fine-grained mining: structure identity, generated images only
+        weight = config.fine_grained_weight * config.seed_weight(progress)
+        loss_fine = outputs.fine_logits.sum() * 0
+        if generated.any():
+            loss_fine = F.cross_entropy(outputs.fine_logits[generated], pids[generated])
+        loss = loss + weight * loss_fine
+        out |= {"loss_fine": loss_fine.item(), "fine_grained_weight": weight}
+    if run.clip is not None:  # CLIP3DReID: global alignment (+ local OT to body-shape words)
+        clip_embeddings = run.clip.image_embeddings(x)
+        projected, local = run.distill_heads(outputs.pooled, outputs.feature_map)
+        loss_distill = global_alignment_loss(projected, clip_embeddings.clone())
+        loss = loss + config.distill_weight * loss_distill
+        out["loss_distill"] = loss_distill.item()
+        if local is not None:
+            words = run.clip.top_words(clip_embeddings, config.shape_top_k).clone()
+            loss_ot = ot_alignment_loss(local, words, config.sinkhorn_epsilon, config.sinkhorn_iters)
+            loss = loss + config.shape_ot_weight * loss_ot
+            out["loss_shape_ot"] = loss_ot.item()
     if run.clothes_head is not None:
         clothes, real_feature = run.clothes[items][real], bn_feature[real]
         head = acc.unwrap_model(run.clothes_head)
@@ -301,8 +480,12 @@ def train_step(run: Run, x: torch.Tensor, items: torch.Tensor, real: torch.Tenso
             out["acc_clothes"] = (head(real_feature).argmax(1) == clothes).float().mean().item()
         out["loss_clothes"] = loss_clothes.item()
     run.optimizer.zero_grad()
+    if run.distill_opt is not None:
+        run.distill_opt.zero_grad()
     acc.backward(loss)
     run.optimizer.step()
+    if run.distill_opt is not None:
+        run.distill_opt.step()
     out["loss"] = loss.item()
     if not all(map(_finite, out.values())):
         raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}: {out}")
@@ -376,6 +559,9 @@ def _save_epoch(out: Path, run: Run, reid_cfg: ReIDConfig, epoch: int, history: 
     if run.clothes_head is not None:
         optimizers["clothes"] = run.clothes_opt.state_dict()
         modules["clothes_classifier"] = run.acc.unwrap_model(run.clothes_head)
+    if run.distill_heads is not None:  # training-only modules: saved so that a resumed run continues them
+        optimizers["distill"] = run.distill_opt.state_dict()
+        modules["distill"] = run.acc.unwrap_model(run.distill_heads)
     save_checkpoint(
         tmp,
         run.acc.unwrap_model(run.model),
@@ -426,7 +612,7 @@ def _extract_uint8(model: ReIDModel, images: list[torch.Tensor], batch_size: int
     for i in range(0, len(images), batch_size):
         x = normalize(torch.stack(images[i : i + batch_size]).to(device))
         feats.append(model.extract(x).float().cpu())
-    return torch.cat(feats) if feats else torch.empty(0, model.feature_dim)
+    return torch.cat(feats) if feats else torch.empty(0, model.embedding_dim)
 
 
 @torch.inference_mode()
@@ -464,7 +650,7 @@ def extract_features(
     for i in range(0, len(items), batch_size):
         chunk = items[i : i + batch_size]
         x = normalize(torch.stack([load_uint8(root / path, size) for _, path, _ in chunk]).to(device))
-        raw = (model(x)[1] + model(x.flip(-1))[1]).float().cpu()
+        raw = model.embed(x).float().cpu()  # CAL's flip sum; DG-Net's concatenation with a fine-grained head
         for (key, _, video), feat in zip(chunk, raw, strict=True):
             out.setdefault(key, []).append(feat if video else F.normalize(feat, dim=0))
     videos = {r.key for r in records if r.frames}
