@@ -40,6 +40,7 @@ AUTO_BACKENDS = {
     "demo": {"parser": "oracle", "describer": "oracle", "generator": "recolor"},
     None: {"parser": "segformer", "describer": "vlm", "generator": "diffusion"},
 }
+GEOMETRY = "geometry"  # --body-shape without a CLIP model: ratios measured on the parsing masks
 # Options that do not change a single output byte, so a rerun may change them.
 _RUNTIME_ONLY = ("out", "overwrite", "batch_size", "compile")
 
@@ -72,6 +73,12 @@ class BuildOptions:
     pad: bool = False
     negative_prompt: str = ""
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
+    sampler: str = "random"  # "random" (DLCR) | "similarity-diversity" (ClonedPerson)
+    similar_fraction: float = 0.5  # similarity-diversity: share of targets from the source outfit's own cluster
+    # annotate + filter
+    body_shape: str | None = None  # "geometry" or a CLIP model (HF id / folder): CLIP3DReID body-shape scores
+    identity_gate: str | None = None  # a re-ID checkpoint or transformers backbone: drop variants that lose the id
+    gate_threshold: float | None = None  # None: the gate's default
     # shards + runtime
     image_format: str = "png"
     shard_samples: int = 1000
@@ -95,6 +102,14 @@ class BuildOptions:
             raise UserError("--variants, --shard-samples and --batch-size must be at least 1")
         if opts.image_format not in ("png", "jpg"):
             raise UserError(f"--image-format must be png or jpg, not {opts.image_format!r}")
+        from .plan import SAMPLERS
+
+        if opts.sampler not in SAMPLERS:
+            raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, not {opts.sampler!r}")
+        if opts.gate_threshold is not None and (opts.identity_gate is None or not -1.0 <= opts.gate_threshold <= 1.0):
+            raise UserError("--gate-threshold needs --identity-gate and a cosine in [-1, 1]")
+        if not 0.0 <= opts.similar_fraction <= 1.0:
+            raise UserError(f"--similar-fraction must be in [0, 1], not {opts.similar_fraction}")
         return opts
 
     def fingerprint(self) -> dict:
@@ -164,14 +179,17 @@ def build(options: BuildOptions, reporter: Reporter | None = None) -> dict:
         sources = _sources(ctx)
         pool_records = _limited(loaded.splits.get("train", []), opts.limit)
         parsed = run_parse(ctx, _unique(sources + pool_records))
-        outfit_texts = run_describe(ctx, [r for r in pool_records if r.key in parsed])
-        plan = run_plan(ctx, [r for r in sources if r.key in parsed], outfit_texts)
-        results = run_generate(ctx, plan, {r.key: r for r in sources})
+        sources = [r for r in sources if r.key in parsed]
+        pool_records = [r for r in pool_records if r.key in parsed]
+        outfit_texts = run_describe(ctx, pool_records)
+        shapes = run_body_shape(ctx, sources) if opts.body_shape else None
+        plan = run_plan(ctx, sources, pool_records, outfit_texts)
+        results = run_generate(ctx, plan, sources, pool_records, shapes)
     except BaseException:  # Ctrl-C can land between opening a temp file and its `with`: sweep this process's
         for folder in (ctx.work, ctx.out / opts.dataset):
             remove_stale_temps(folder, os.getpid())
         raise
-    return finish(ctx, results, len(outfit_texts))
+    return finish(ctx, results, len(outfit_texts), shapes)
 
 
 # -- setup ------------------------------------------------------------------------------------------------------
@@ -204,6 +222,10 @@ def model_refs(opts: BuildOptions) -> dict[str, str]:
         from .generate.diffusion import DEFAULT_INPAINT_MODEL
 
         refs["--model"] = opts.model or DEFAULT_INPAINT_MODEL
+    if opts.body_shape not in (None, GEOMETRY):
+        refs["--body-shape"] = opts.body_shape
+    if opts.identity_gate is not None:
+        refs["--identity-gate"] = opts.identity_gate
     return refs
 
 
@@ -306,10 +328,68 @@ def run_describe(ctx: BuildContext, records: list[Record]) -> dict[str, str]:
     return texts
 
 
-# -- stage 3: plan ----------------------------------------------------------------------------------------------
-def run_plan(ctx: BuildContext, records: list[Record], outfit_texts: dict[str, str]) -> list[PlannedVariant]:
-    """Targets and seeds for every (image, variant); computed identically by every process, written by main."""
+# -- stage 2b: body shape (optional) ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BodyShapes:
+    """CLIP3DReID body-shape scores of the source images: key -> scores over `body_shape.BODY_SHAPE_WORDS`."""
+
+    method: str
+    vocabulary: str
+    scores: dict[str, list[float]]
+
+
+def run_body_shape(ctx: BuildContext, records: list[Record]) -> BodyShapes:
+    """Score every source image (split across processes); cached in `work/<dataset>/body_shape.json`."""
+    from accelerate.utils import gather_object
+
+    from .body_shape import VOCABULARY, make_shape_scorer
+    from .parse import load_garment_map
+
     opts = ctx.opts
+    path = ctx.work / "body_shape.json"
+    cached = _read_json(path)
+    if cached is None:
+        scorer = make_shape_scorer(None if opts.body_shape == GEOMETRY else opts.body_shape)
+        advance = ctx.reporter.stage("body shape", len(records))
+        mine_scores: list[tuple[str, list[float]]] = []
+        with ctx.state.split_between_processes(records) as mine:
+            for i in range(0, len(mine), opts.batch_size):
+                chunk = mine[i : i + opts.batch_size]
+                images = [_open_rgb(ctx.root / r.image_path) for r in chunk]
+                maps = [load_garment_map(ctx.work / "masks", r.key) for r in chunk]
+                rows = scorer.score(images, maps).tolist()
+                mine_scores += [(r.key, [round(x, 4) for x in row]) for r, row in zip(chunk, rows, strict=True)]
+                advance(len(chunk))
+        all_scores = dict(sorted(gather_object(mine_scores)))
+        cached = {"method": scorer.method, "vocabulary": VOCABULARY, "scores": all_scores}
+        del scorer
+        if ctx.main():
+            write_json_atomic(path, cached)
+        ctx.reporter.done("body shape")
+    ctx.state.wait_for_everyone()
+    return BodyShapes(cached["method"], cached["vocabulary"], cached["scores"])
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+# -- stage 3: plan ----------------------------------------------------------------------------------------------
+def run_plan(
+    ctx: BuildContext, records: list[Record], pool: list[Record], outfit_texts: dict[str, str]
+) -> list[PlannedVariant]:
+    """Targets, seeds and (for donor-based generators) appearance providers for every (image, variant); computed
+    identically by every process, written by main."""
+    from .generate import needs_donor
+
+    opts = ctx.opts
+    donors = None
+    if needs_donor(opts.generator):
+        donors = {}
+        for r in pool:
+            donors.setdefault(r.clothes_id, []).append(r)
+    clusters = _outfit_clusters(ctx, records, pool, outfit_texts) if opts.sampler != "random" else {}
     plan = plan_variants(
         records,
         outfit_texts,
@@ -317,6 +397,10 @@ def run_plan(ctx: BuildContext, records: list[Record], outfit_texts: dict[str, s
         seed=opts.seed,
         negative_prompt=opts.negative_prompt,
         prompt_template=opts.prompt_template,
+        donors=donors,
+        sampler=opts.sampler,
+        similar_fraction=opts.similar_fraction,
+        **clusters,
     )
     path = ctx.work / "plan.jsonl"
     if ctx.main() and not (path.exists() and read_plan(path) == plan):
@@ -325,8 +409,43 @@ def run_plan(ctx: BuildContext, records: list[Record], outfit_texts: dict[str, s
     return plan
 
 
+def _outfit_clusters(
+    ctx: BuildContext, records: list[Record], pool: list[Record], outfit_texts: dict[str, str]
+) -> dict:
+    """ClonedPerson's outfit clusters over the training outfits, and every source's own outfit embedding."""
+    from .parse import load_garment_map
+    from .sampling import outfit_clusters_from_records
+
+    def load_image(record: Record) -> np.ndarray:
+        return np.asarray(_open_rgb(ctx.root / record.image_path))
+
+    def load_map(record: Record) -> np.ndarray:
+        return load_garment_map(ctx.work / "masks", record.key)
+
+    described = [r for r in pool if r.clothes_id in outfit_texts]  # the outfits a target can be
+    clusters, embeddings = outfit_clusters_from_records(described, load_image, load_map, sources=records)
+    return {"clusters": clusters, "source_embeddings": embeddings}
+
+
 # -- stage 4+5: generate into shards ----------------------------------------------------------------------------
-def run_generate(ctx: BuildContext, plan: list[PlannedVariant], sources: dict[str, Record]) -> list[ShardResult]:
+@dataclass
+class Generation:
+    """What generating a shard needs besides the plan: the generator, records by key and the optional extras."""
+
+    generator: object
+    sources: dict[str, Record]
+    donors: dict[str, Record]
+    shapes: BodyShapes | None = None
+    gate: object | None = None  # gate.IdentityGate, fitted on the sources
+
+
+def run_generate(
+    ctx: BuildContext,
+    plan: list[PlannedVariant],
+    sources: list[Record],
+    pool: list[Record],
+    shapes: BodyShapes | None = None,
+) -> list[ShardResult]:
     """Shards are the work units: complete ones are kept, the rest are split across processes."""
     opts = ctx.opts
     specs = assign_shards(plan, opts.shard_samples)
@@ -334,13 +453,15 @@ def run_generate(ctx: BuildContext, plan: list[PlannedVariant], sources: dict[st
     todo = [spec for spec in specs if spec.name not in done]
     ctx.state.wait_for_everyone()  # every process decided `todo` before anyone writes a shard
     if todo:
-        generator = _make_generator(opts)
+        gen = Generation(_make_generator(opts), {r.key: r for r in sources}, {r.key: r for r in pool}, shapes)
+        if opts.identity_gate:
+            gen.gate = _fit_gate(ctx, sources)
         advance = ctx.reporter.stage("generate", sum(len(s.variants) for s in todo))
         with ctx.state.split_between_processes(todo) as mine:
             for spec in mine:
-                result = generate_shard(ctx, spec, sources, generator, advance)
+                result = generate_shard(ctx, spec, gen, advance)
                 write_json_atomic(_record_path(ctx, spec), result.to_dict())
-        del generator
+        del gen
     ctx.reporter.done("generate")
     ctx.state.wait_for_everyone()
     results = [_completed(ctx, spec, check_sha=False) for spec in specs]
@@ -361,6 +482,25 @@ def _make_generator(opts: BuildOptions):
     return make_generator("diffusion", compile=opts.compile, **options)
 
 
+def _fit_gate(ctx: BuildContext, sources: list[Record]):
+    """The identity gate with one prototype per identity from the real source images of the built splits."""
+    from .gate import IdentityGate
+
+    opts = ctx.opts
+    options = {} if opts.gate_threshold is None else {"threshold": opts.gate_threshold}
+    gate = IdentityGate(
+        opts.identity_gate, batch_size=max(opts.batch_size, 64), device=str(ctx.state.device), **options
+    )
+    advance = ctx.reporter.stage("gate prototypes", len(sources))
+    images = []
+    for r in sources:
+        images.append(_open_rgb(ctx.root / r.image_path))
+        advance(1)
+    gate.fit(images, [r.pid for r in sources])
+    ctx.reporter.done("gate prototypes")
+    return gate
+
+
 def _record_path(ctx: BuildContext, spec: ShardSpec) -> Path:
     return ctx.work / "shards" / f"{spec.name}.json"
 
@@ -376,22 +516,45 @@ def _completed(ctx: BuildContext, spec: ShardSpec, check_sha: bool = True) -> Sh
     return result
 
 
-def generate_shard(ctx: BuildContext, spec: ShardSpec, sources: dict[str, Record], generator, advance) -> ShardResult:
-    """Generate one shard's variants in batches and write the tar atomically."""
+def generate_shard(ctx: BuildContext, spec: ShardSpec, gen: Generation, advance) -> ShardResult:
+    """Generate one shard's variants in batches, pass them through the identity gate (if any) and write the tar
+    atomically; gate rejections are recorded with their scores."""
     opts = ctx.opts
     skipped: list[Skipped] = []
+    rejected: list[dict] = []
     with ShardWriter(ctx.out, f"{opts.dataset}/{spec.name}", spec.split) as writer:
-        for batch in _batches(ctx, spec, sources, skipped):
-            images = generator.generate([req for req, _, _ in batch])
-            for (_, variant, mask_png), image in zip(batch, images, strict=True):
-                meta = _sample_meta(ctx, variant, sources[variant.source_key], generator, image)
+        for batch in _batches(ctx, spec, gen, skipped):
+            requests = [req for req, _, _ in batch]
+            images = gen.generator.generate(requests)
+            scores: list[float | None] = [None] * len(batch)
+            keep = [True] * len(batch)
+            if gen.gate is not None:
+                pids = [gen.sources[v.source_key].pid for _, v, _ in batch]
+                decisions = gen.gate.check(images, [r.image for r in requests], [r.mask for r in requests], pids)
+                scores, keep = [d.score for d in decisions], [d.keep for d in decisions]
+                rejected += [_rejection(v, d) for (_, v, _), d in zip(batch, decisions, strict=True) if not d.keep]
+            for (_, variant, mask_png), image, score, kept in zip(batch, images, scores, keep, strict=True):
+                if not kept:
+                    continue
+                meta = _sample_meta(ctx, variant, gen, image, score)
                 image_bytes = encode_image(image, opts.image_format)
                 writer.write(encode_sample(variant.key, image_bytes, mask_png, meta, opts.image_format))
             advance(len(batch))
-        return writer.close(skipped)
+        return writer.close(skipped, rejected)
 
 
-def _batches(ctx: BuildContext, spec: ShardSpec, sources: dict[str, Record], skipped: list[Skipped]) -> Iterator:
+def _rejection(variant: PlannedVariant, decision) -> dict:
+    return {
+        "key": variant.key,
+        "source_key": variant.source_key,
+        "score": round(float(decision.score), 4),
+        "rank1": bool(decision.rank1),
+        "outside_changed": round(float(decision.outside_changed), 4),
+        "reason": decision.reason,
+    }
+
+
+def _batches(ctx: BuildContext, spec: ShardSpec, gen: Generation, skipped: list[Skipped]) -> Iterator:
     """(request, variant, mask PNG) triples in batches of `batch_size`, in plan order; bad sources are skipped and
     listed. A source is loaded, and its mask encoded, once for all its variants (they are consecutive)."""
     from .generate import GenerationRequest
@@ -399,13 +562,21 @@ def _batches(ctx: BuildContext, spec: ShardSpec, sources: dict[str, Record], ski
     opts = ctx.opts
     batch: list = []
     source_key, source = None, None
+    donors: dict[str, tuple | None] = {}  # per shard: a donor serves many variants
     for variant in spec.variants:
         if variant.source_key != source_key:
             source_key = variant.source_key
-            source = _load_source(ctx, sources[source_key], skipped)
+            source = _load_source(ctx, gen.sources[source_key], skipped)
         if source is None:
             continue
         image, garment_map, mask, mask_png = source
+        donor_image = donor_map = None
+        if variant.appearance_key:
+            if variant.appearance_key not in donors:
+                donors[variant.appearance_key] = _load_donor(ctx, gen.donors[variant.appearance_key], skipped)
+            if donors[variant.appearance_key] is None:
+                continue
+            donor_image, donor_map = donors[variant.appearance_key]
         request = GenerationRequest(
             key=variant.key,
             image=image,
@@ -415,6 +586,8 @@ def _batches(ctx: BuildContext, spec: ShardSpec, sources: dict[str, Record], ski
             negative_prompt=variant.negative_prompt,
             target_text=variant.target_text,
             seed=variant.seed,
+            donor_image=donor_image,
+            donor_garment_map=donor_map,
         )
         batch.append((request, variant, mask_png))
         if len(batch) == opts.batch_size:
@@ -429,8 +602,7 @@ def _load_source(ctx: BuildContext, record: Record, skipped: list[Skipped]):
     from .parse import clothing_mask, load_garment_map
 
     try:
-        with Image.open(ctx.root / record.image_path) as im:
-            image = im.convert("RGB")
+        image = _open_rgb(ctx.root / record.image_path)
     except Exception as err:  # unreadable now though it parsed: list it, keep going
         skipped.append(Skipped(record.path, f"unreadable image: {type(err).__name__}"))
         return None
@@ -442,7 +614,25 @@ def _load_source(ctx: BuildContext, record: Record, skipped: list[Skipped]):
     return image, garment_map, mask, encode_image(Image.fromarray(mask.astype(np.uint8) * 255), "png")
 
 
-def _sample_meta(ctx: BuildContext, v: PlannedVariant, record: Record, generator, image: Image.Image) -> dict:
+def _load_donor(ctx: BuildContext, record: Record, skipped: list[Skipped]):
+    """(image, garment map) of an appearance provider, or None (listed: its variants are left out)."""
+    from .parse import load_garment_map
+
+    try:
+        return _open_rgb(ctx.root / record.image_path), load_garment_map(ctx.work / "masks", record.key)
+    except Exception as err:
+        skipped.append(Skipped(record.path, f"unreadable donor image: {type(err).__name__}"))
+        return None
+
+
+def _sample_meta(
+    ctx: BuildContext, v: PlannedVariant, gen: Generation, image: Image.Image, gate_score: float | None
+) -> dict:
+    from .body_shape import top_words
+
+    record = gen.sources[v.source_key]
+    shapes = gen.shapes
+    scores = shapes.scores.get(v.source_key) if shapes is not None else None
     meta = {
         "dataset": ctx.opts.dataset,
         "split": v.split,
@@ -454,18 +644,30 @@ def _sample_meta(ctx: BuildContext, v: PlannedVariant, record: Record, generator
         "target_text": v.target_text,
         "prompt": v.prompt,
         "negative_prompt": v.negative_prompt,
-        "generator": generator.name,
-        "model": generator.model_id or "",
+        "generator": gen.generator.name,
+        "model": gen.generator.model_id or "",
         "seed": v.seed,
         "variant": v.variant,
         "width": image.width,
         "height": image.height,
+        "structure_key": v.source_key,
+        "structure_pid": record.pid,
+        "appearance_key": v.appearance_key,
+        "appearance_pid": v.appearance_pid,
+        "sampling": v.sampling,
+        "cluster_id": v.cluster_id,
+        "body_shape_method": shapes.method if scores is not None else "",
+        "body_shape_vocabulary": shapes.vocabulary if scores is not None else "",
+        "body_shape_scores": scores or [],
+        "body_shape_top": ", ".join(top_words(np.asarray(scores))) if scores is not None else "",
+        "gate_model": gen.gate.model_id if gen.gate is not None else "",
+        "gate_score": None if gate_score is None else round(float(gate_score), 4),
     }
     return meta  # `encode_sample` checks it against the schema
 
 
 # -- manifest ---------------------------------------------------------------------------------------------------
-def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int) -> dict:
+def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int, shapes: BodyShapes | None) -> dict:
     """Main process: this dataset's manifest entry, merged into OUT/manifest.json (written last, atomically)."""
     opts = ctx.opts
     shard_skips = [{"path": s.path, "reason": s.reason, "stage": "generate"} for r in results for s in r.skipped]
@@ -479,7 +681,7 @@ def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int) -> d
         "models": ctx.models,
         "source_root": str(ctx.root),
         "outfits": num_outfits,
-        "shards": [{k: v for k, v in r.to_dict().items() if k != "skipped"} for r in results],
+        "shards": [{k: v for k, v in r.to_dict().items() if k not in ("skipped", "rejected")} for r in results],
         "totals": {
             "shards": len(results),
             "samples": sum(r.samples for r in results),
@@ -488,6 +690,17 @@ def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int) -> d
         },
         "skipped": ctx.skipped + shard_skips,
     }
+    if opts.identity_gate:
+        rejected = [x for r in results for x in r.rejected]
+        entry["gate"] = {
+            "model": _gate_model(opts.identity_gate),
+            "threshold": _gate_threshold(opts),
+            "kept": entry["totals"]["samples"],
+            "rejected": len(rejected),
+            "rejections": rejected,
+        }
+    if shapes is not None:
+        entry["body_shape"] = _body_shape_summary(ctx, shapes)
     if ctx.main():
         from .hub import render_card
 
@@ -500,6 +713,35 @@ def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int) -> d
         render_card(ctx.out)  # the out folder is the dataset repo: `load_dataset(out, dataset)` works right away
     ctx.state.wait_for_everyone()
     return entry
+
+
+def _gate_model(ref: str) -> str:
+    """The checkpoint a run folder resolves to (which epoch gated), else the reference as given."""
+    from .gate import checkpoint_folder
+
+    folder = checkpoint_folder(ref)
+    return str(folder) if folder is not None else ref
+
+
+def _gate_threshold(opts: BuildOptions) -> float:
+    from .gate import DEFAULT_THRESHOLD
+
+    return DEFAULT_THRESHOLD if opts.gate_threshold is None else opts.gate_threshold
+
+
+def _body_shape_summary(ctx: BuildContext, shapes: BodyShapes) -> dict:
+    """Per identity of the built splits: image count, mean score per word, top words (for the card)."""
+    from .body_shape import BODY_SHAPE_WORDS, summarise_identities
+
+    keys = sorted(shapes.scores)
+    pid_of = {r.key: r.pid for split in ctx.opts.splits for r in ctx.loaded[split]}
+    summary = summarise_identities([pid_of[k] for k in keys], np.array([shapes.scores[k] for k in keys]))
+    return {
+        "method": shapes.method,
+        "vocabulary": shapes.vocabulary,
+        "words": list(BODY_SHAPE_WORDS),
+        "identities": {str(pid): value for pid, value in sorted(summary.items())},
+    }
 
 
 def _drop_manifest_entry(path: Path, dataset: str) -> None:

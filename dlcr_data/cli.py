@@ -168,13 +168,31 @@ def build(
     captions_per_outfit: Annotated[
         int | None, typer.Option(min=1, help="Caption at most N images per outfit (default: all).")
     ] = None,
-    generator: Annotated[str, typer.Option(help="diffusion | recolor | auto (recolor for the demo).")] = "auto",
+    generator: Annotated[
+        str, typer.Option(help="diffusion | recolor | clone | swap | auto (recolor for the demo).")
+    ] = "auto",
     model: Annotated[str | None, typer.Option(help="Inpainting model: HF id or local dir.")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Diffusion steps.")] = 50,
     guidance: Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")] = 7.5,
     resolution: Annotated[str, typer.Option(help="Generation size W x H.")] = "256x768",
     pad: Annotated[bool, typer.Option("--pad/--no-pad", help="Pad to the resolution keeping aspect.")] = False,
     negative_prompt: Annotated[str, typer.Option(help="Negative prompt for diffusion.")] = "",
+    sampler: Annotated[
+        str, typer.Option(help="Target outfits: random (DLCR) | similarity-diversity (ClonedPerson clusters).")
+    ] = "random",
+    similar_fraction: Annotated[
+        float, typer.Option(help="similarity-diversity: share of targets from the source outfit's cluster.")
+    ] = 0.5,
+    body_shape: Annotated[
+        str | None, typer.Option(help="Score body shape (SHAPY words): a CLIP model (HF id or dir) or 'geometry'.")
+    ] = None,
+    identity_gate: Annotated[
+        str | None,
+        typer.Option(help="Drop variants that lose the identity: a `dlcr-data train` checkpoint or HF backbone."),
+    ] = None,
+    gate_threshold: Annotated[
+        float | None, typer.Option(help="Identity gate: minimum cosine to the identity prototype.")
+    ] = None,
     image_format: Annotated[str, typer.Option(help="png | jpg for the generated image member.")] = "png",
     shard_samples: Annotated[int, typer.Option(min=1, help="Maximum samples per shard.")] = 1000,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 8,
@@ -212,6 +230,11 @@ def build(
         resolution=_pair(resolution, "--resolution", "256x768 (W x H)"),
         pad=pad,
         negative_prompt=negative_prompt,
+        sampler=sampler,
+        similar_fraction=similar_fraction,
+        body_shape=body_shape,
+        identity_gate=identity_gate,
+        gate_threshold=gate_threshold,
         image_format=image_format,
         shard_samples=shard_samples,
         batch_size=batch_size,
@@ -240,6 +263,13 @@ def print_build_summary(dataset: str, out: Path, entry: dict) -> None:
     console.print(f"outfits described: {entry['outfits']:,}; skipped source items: {len(entry['skipped']):,}")
     for item in entry["skipped"][:5]:
         console.print(f"  {item['path']}: {item['reason']}", markup=False)
+    if "gate" in entry:
+        gate = entry["gate"]
+        console.print(
+            f"identity gate (threshold {gate['threshold']}): kept {gate['kept']:,}, rejected {gate['rejected']:,}"
+        )
+        for item in gate["rejections"][:5]:
+            console.print(f"  {item['key']}: {item['reason']}", markup=False)
     console.print(f"manifest: {Path(out) / 'manifest.json'}")
 
 
@@ -339,10 +369,50 @@ def train_command(
         int | None, typer.Option(help="Scale milestones/CAL start/progressive thresholds written for N epochs.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 1,
+    gen_label: Annotated[
+        str,
+        typer.Option(
+            help="Labels of generated images: hard (their source identity's CE) | teacher (DG-Net: KL to a frozen "
+            "--teacher's flip-summed softmax, weight 0 until 30% of the steps, then up to 2)."
+        ),
+    ] = "hard",
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="--gen-label teacher: a checkpoint trained on this dataset's real images (same labels)."),
+    ] = None,
+    fine_grained_head: Annotated[
+        bool,
+        typer.Option(
+            "--fine-grained-head",
+            help="DG-Net's 2nd head (dropout 0.75) learns the source identity on generated images; the test feature "
+            "concatenates both heads. Needs --expanded.",
+        ),
+    ] = False,
+    fine_grained_weight: Annotated[
+        float, typer.Option(min=0.0, help="Fine-grained loss weight, times the ramped teacher weight.")
+    ] = 0.2,
+    distill: Annotated[
+        str | None,
+        typer.Option(
+            help="CLIP3DReID global alignment: a CLIP model (HF id or dir) whose image embedding the student's "
+            "projected feature matches (MSE of unit vectors)."
+        ),
+    ] = None,
+    distill_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the --distill loss.")] = 1.0,
+    shape_ot: Annotated[
+        bool,
+        typer.Option(
+            "--shape-ot",
+            help="CLIP3DReID local alignment: Sinkhorn OT of local features to each image's top-4 body-shape words "
+            "(CLIP zero-shot). Needs --distill.",
+        ),
+    ] = False,
+    shape_ot_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the --shape-ot loss.")] = 0.3,
     overwrite: Annotated[bool, typer.Option(help="Start over when the run folder holds another config.")] = False,
 ) -> None:
     """Train the reference ReID model (ResNet + BN-neck; CE + triplet; optional CAL), optionally with DLCR pairing
-    and progressive learning on a build's variants. `accelerate launch -m dlcr_data train ...` for multi-GPU."""
+    and progressive learning on a build's variants, DG-Net's teacher labels and fine-grained head, CLIP3DReID's
+    CLIP distillation. `accelerate launch -m dlcr_data train ...` for multi-GPU."""
     from .progress import RichReporter
     from .reid.train import TrainConfig, train
 
@@ -362,6 +432,14 @@ def train_command(
         cal_start_epoch=cal_start_epoch,
         schedule_epochs=schedule_epochs,
         seed=seed,
+        gen_label=gen_label,
+        teacher=teacher,
+        fine_grained_head=fine_grained_head,
+        fine_grained_weight=fine_grained_weight,
+        distill=distill,
+        distill_weight=distill_weight,
+        shape_ot=shape_ot,
+        shape_ot_weight=shape_ot_weight,
         overwrite=overwrite,
     )
     with RichReporter(console) as reporter:
@@ -417,15 +495,24 @@ def experiment_command(
     ),
     epochs: Annotated[int, typer.Option(min=1, help="Epochs of each training run (same budget for both).")] = 30,
     refine: Annotated[int, typer.Option(min=0, help="Query variants for test-time refinement.")] = 4,
+    all_rows: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Also one run per seed-method feature: clone, swap, similarity-diversity, teacher, gate."
+        ),
+    ] = False,
 ) -> None:
-    """The DLCR effect on the demo: originals only vs DLCR pairing + progressive learning (+ refinement)."""
+    """The DLCR effect on the demo: originals only vs DLCR pairing + progressive learning (+ refinement).
+
+    With --all (about 20 min on 2 cores): the ClonedPerson, DG-Net and CLIP3DReID features, one run each, with the
+    same budget."""
     from .progress import RichReporter
     from .reid.experiment import ExperimentConfig, run_experiment
 
     if dataset != "demo":
         raise UserError(f"`experiment` has a recipe for the demo only, not {dataset!r}; use `train` and `evaluate`")
     with RichReporter(console) as reporter:
-        result = run_experiment(ExperimentConfig(out=out, epochs=epochs, refine=refine), reporter)
+        result = run_experiment(ExperimentConfig(out=out, epochs=epochs, refine=refine, all=all_rows), reporter)
     table = Table(title=f"DLCR on the demo ({epochs} epochs each; rank-1 / mAP in %)")
     for col in ("run", "general rank-1", "general mAP", "CC rank-1", "CC mAP"):
         table.add_column(col, justify="left" if col == "run" else "right")

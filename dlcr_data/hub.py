@@ -231,11 +231,31 @@ def _card_build(out: Path, name: str, entry: dict) -> dict:
         "name": name,
         "config": config,
         "model": model,
+        "body_shape": _body_shape_rows(entry.get("body_shape")),
+        "gate": entry.get("gate"),
         "outfits": entry["outfits"],
         "splits": [s.__dict__ for s in split_stats(out, entry)],
         "skipped": len(entry["skipped"]),
         "skipped_reasons": ", ".join(f"{n} {r}" for r, n in reasons.most_common()),
         "settings": [(k, config.get(k)) for k in shown],
+    }
+
+
+CARD_IDENTITIES = 30  # body-shape rows shown in the card; manifest.json holds every identity
+
+
+def _body_shape_rows(summary: dict | None) -> dict | None:
+    """The card's per-identity body-shape table: top words and the number of images, first `CARD_IDENTITIES`."""
+    if not summary:
+        return None
+    identities = sorted(summary["identities"].items(), key=lambda item: int(item[0]))
+    rows = [{"pid": pid, "images": v["images"], "top": ", ".join(v["top"])} for pid, v in identities]
+    return {
+        "method": summary["method"],
+        "vocabulary": summary["vocabulary"],
+        "words": summary["words"],
+        "rows": rows[:CARD_IDENTITIES],
+        "more": max(0, len(rows) - CARD_IDENTITIES),
     }
 
 

@@ -85,6 +85,24 @@ SAMPLE_SCHEMA: dict[str, str] = {
     "variant": "int32",
     "width": "int32",
     "height": "int32",
+    # Providers (DG-Net's terms): structure = the source person, always; appearance = the image whose garments
+    # were transferred (clone, swap), "" / -1 when the outfit came from text (diffusion, recolor).
+    "structure_key": "string",
+    "structure_pid": "int64",
+    "appearance_key": "string",
+    "appearance_pid": "int64",
+    # How the target outfit was chosen: "random" (DLCR) or "similar"/"diverse" (ClonedPerson's sampler), and the
+    # target outfit's DBSCAN cluster (-1: noise, or no clustering).
+    "sampling": "string",
+    "cluster_id": "int32",
+    # CLIP3DReID body shape of the source person: scores over `body_shape.BODY_SHAPE_WORDS` (empty when off).
+    "body_shape_method": "string",  # "clip:<model>", "geometry" or "" (off)
+    "body_shape_vocabulary": "string",  # "shapy-21" or ""
+    "body_shape_scores": "list<float32>",
+    "body_shape_top": "string",  # the top words, comma-separated
+    # Identity gate: the gate model and this sample's cosine to its identity prototype (null when not gated).
+    "gate_model": "string",
+    "gate_score": "float32",
 }
 
 
@@ -99,6 +117,14 @@ def sample_features(image_format: str = "png"):
             "__url__": datasets.Value("string"),
             image_format: datasets.Image(),
             "mask.png": datasets.Image(),
-            "json": {name: datasets.Value(dtype) for name, dtype in SAMPLE_SCHEMA.items()},
+            "json": {name: _feature(dtype) for name, dtype in SAMPLE_SCHEMA.items()},
         }
     )
+
+
+def _feature(dtype: str):
+    import datasets
+
+    if dtype.startswith("list<"):
+        return datasets.List(datasets.Value(dtype.removeprefix("list<").removesuffix(">")))
+    return datasets.Value(dtype)

@@ -49,6 +49,7 @@ class ShardResult:
     bytes: int
     sha256: str
     skipped: list[Skipped] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)  # variants the identity gate left out, with their scores
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -198,12 +199,18 @@ class ShardWriter:
         self._tar.write_sample(sample)
         self.samples += 1
 
-    def close(self, skipped: list[Skipped] | None = None) -> ShardResult:
+    def close(self, skipped: list[Skipped] | None = None, rejected: list[dict] | None = None) -> ShardResult:
         self._tar.finish()
         self._stream.close()
         os.replace(self.tmp, self.path)
         return ShardResult(
-            self.relpath, self.split, self.samples, self._tar.offset, self._tar.sha256.hexdigest(), skipped or []
+            self.relpath,
+            self.split,
+            self.samples,
+            self._tar.offset,
+            self._tar.sha256.hexdigest(),
+            skipped or [],
+            rejected or [],
         )
 
     def abort(self) -> None:

@@ -68,7 +68,9 @@ def test_load_dataset_on_the_staged_tree(built, staged):
         assert ds.num_rows == rows
         assert set(ds.features["json"]) == set(SAMPLE_SCHEMA)
         for row in ds.select(range(0, rows, max(1, rows // 7))):
-            assert all(v is not None for v in row["json"].values())  # no null field
+            meta = row["json"]
+            assert (meta["gate_score"] is None) == (meta["gate_model"] == "")  # null only when not gated
+            assert all(v is not None for k, v in meta.items() if k != "gate_score")  # no other null field
             assert row["json"]["split"] == split
             assert row["png"].size == row["mask.png"].size == (row["json"]["width"], row["json"]["height"])
             assert row["__key__"] == f"{row['json']['source_key']}_v{row['json']['variant']}"
@@ -133,7 +135,8 @@ def test_declared_schema_wins_over_later_extra_keys(built, tmp_path):
     hub.render_card(repo)  # README with configs + dataset_info
     ds = datasets.load_dataset(str(repo), "demo", split="train")
     assert list(ds.features["json"]) == list(SAMPLE_SCHEMA)
-    assert all(v is not None for row in ds.select_columns(["json"]) for v in row["json"].values())
+    rows = [row["json"] for row in ds.select_columns(["json"])]
+    assert all(v is not None for meta in rows for k, v in meta.items() if k != "gate_score")  # not gated: null
 
 
 def test_load_expanded_pairs_sources_with_their_variants(built, staged):

@@ -1,10 +1,16 @@
 """`dlcr-data experiment demo`: does DLCR help? The same model and budget trained (a) on originals only and (b)
 with DLCR pairing + progressive learning, evaluated on the demo's general and clothes-changing protocols, plus
 (b) with test-time refinement. Writes `experiment.json` and prints the table.
+
+`--all` adds one run per seed-method feature, each changing one thing against (b) with the same budget: the
+generators (clone: ClonedPerson outfit cloning; swap: DG-Net appearance swap), ClonedPerson's similarity-diversity
+sampler, DG-Net's teacher soft labels + fine-grained head, and CLIP3DReID's identity gate (the originals model of
+(a) is the frozen teacher and the gate model, as both methods use a model trained on real images).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,14 +37,21 @@ class ExperimentConfig:
     batch_k: int = 4
     refine: int = 4  # DLCR's test-time refinement used 4 variant sets
     seed: int = 1
+    all: bool = False  # also the seed-method rows (clone, swap, similarity-diversity, teacher + FG head, gate)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row: a name, its training config and the build it pairs with (its query variants refine it)."""
+
+    name: str
+    train: TrainConfig
+    build: Path | None = None
 
 
 def run_experiment(config: ExperimentConfig, reporter=None) -> dict:
     out = Path(config.out)
-    build(
-        BuildOptions(config.dataset, out, root=config.root, variants=config.variants, splits=("train", "query")),
-        reporter,
-    )
+    _build(config, out, reporter)
     base = TrainConfig(
         dataset=config.dataset,
         root=config.root,
@@ -52,31 +65,66 @@ def run_experiment(config: ExperimentConfig, reporter=None) -> dict:
         seed=config.seed,
         out=str(out / "experiment" / "originals"),
     )
-    runs = {
-        "originals": base,
-        "dlcr": replace(base, expanded=str(out), out=str(out / "experiment" / "dlcr")),
-    }
-    checkpoints = {name: train(cfg, reporter) for name, cfg in runs.items()}
+    runs = [Run("originals", base), Run("dlcr", _paired(base, out, "dlcr"), out)]
+    checkpoints = {}
+    for run in runs:
+        checkpoints[run.name] = train(run.train, reporter)
+    if config.all:
+        teacher = checkpoints["originals"]  # trained on real images only: DG-Net's teacher, CLIP3DReID's gate
+        builds = {
+            "clone": {"generator": "clone"},
+            "swap": {"generator": "swap"},
+            "similarity-diversity": {"sampler": "similarity-diversity"},
+            "identity gate": {"identity_gate": str(teacher)},
+        }
+        for name, options in builds.items():
+            folder = _build(config, out / "experiment" / "builds" / _slug(name), reporter, **options)
+            runs.append(Run(f"dlcr, {name}", _paired(base, folder, name), folder))
+        teacher_run = replace(
+            _paired(base, out, "teacher + fine-grained head"),
+            gen_label="teacher",
+            teacher=str(teacher),
+            fine_grained_head=True,
+        )
+        runs.append(Run("dlcr, teacher labels + fine-grained head", teacher_run, out))
+        for run in runs[2:]:
+            checkpoints[run.name] = train(run.train, reporter)
     rows = []
-    for name, checkpoint in checkpoints.items():
+    for run in runs:
         result = evaluate_checkpoint(
-            checkpoint,
+            checkpoints[run.name],
             config.dataset,
             config.root,
-            refine=config.refine if name == "dlcr" else 0,
-            expanded=str(out),
+            refine=config.refine if run.build is not None else 0,
+            expanded=str(run.build or out),
             protocols=PROTOCOLS,
-            out=Path(runs[name].out) / "eval",
+            out=Path(run.train.out) / "eval",
         )
-        rows.append(_row(name, result["protocols"]))
+        rows.append(_row(run.name, result["protocols"]))
         if "refined" in result:
-            rows.append(_row(f"{name} + refine (K={config.refine})", result["refined"]))
+            rows.append(_row(f"{run.name} + refine (K={config.refine})", result["refined"]))
     experiment = {
         "rows": rows,
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in config.__dict__.items()},
     }
     write_json_atomic(out / "experiment.json", experiment)
     return experiment
+
+
+def _build(config: ExperimentConfig, out: Path, reporter, **options) -> Path:
+    opts = BuildOptions(
+        config.dataset, out, root=config.root, variants=config.variants, splits=("train", "query"), **options
+    )
+    build(opts, reporter)
+    return out
+
+
+def _paired(base: TrainConfig, build: Path, name: str) -> TrainConfig:
+    return replace(base, expanded=str(build), out=str(Path(base.out).parent / _slug(name)))
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def _row(name: str, protocols: dict) -> dict:
