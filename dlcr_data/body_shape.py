@@ -32,7 +32,7 @@ from PIL import Image
 
 from .errors import UserError
 from .garments import CLASS_ID
-from .models import default_device, default_dtype, load_pretrained
+from .models import default_device, default_dtype, load_clip, load_pretrained, pooled_features
 
 if TYPE_CHECKING:
     import torch
@@ -82,12 +82,7 @@ def shape_text_embeddings(
     tokens = {k: v.to(device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
     with torch.no_grad():
         out = model.get_text_features(**tokens)
-    return _unit(_pooled(out)).float()
-
-
-def _pooled(out) -> torch.Tensor:
-    """transformers 5 returns an output object (projected features in `pooler_output`); 4.x returned the tensor."""
-    return out if hasattr(out, "norm") else out.pooler_output
+    return _unit(pooled_features(out)).float()
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -136,7 +131,7 @@ class ClipShapeScorer:
         revision: str | None = None,
         option: str = MODEL_OPTION,
     ) -> None:
-        from transformers import AutoProcessor, CLIPModel
+        from transformers import AutoProcessor
 
         if "{word}" not in template:
             raise UserError(f"body-shape prompt template {template!r} has no {{word}} placeholder")
@@ -147,8 +142,8 @@ class ClipShapeScorer:
         self.batch_size = max(1, batch_size)
         self.template = template
         rev = {"revision": revision} if revision else {}
+        net = load_clip(model, option, dtype=self.dtype, **rev)  # first: a non-CLIP model gets the clearer error
         self.processor = load_pretrained(AutoProcessor.from_pretrained, model, option, **rev)
-        net = load_pretrained(CLIPModel.from_pretrained, model, option, dtype=self.dtype, **rev)
         self.model = net.to(self.device).eval()
         self.temperature = float(self.model.logit_scale.detach().exp()) if temperature is None else float(temperature)
         mean = getattr(getattr(self.processor, "image_processor", None), "image_mean", None) or (0.5, 0.5, 0.5)
@@ -165,7 +160,7 @@ class ClipShapeScorer:
             pixels = self.processor(images=batch, return_tensors="pt")["pixel_values"]
             with torch.inference_mode():
                 feats = self.model.get_image_features(pixel_values=pixels.to(self.device, self.dtype))
-                cos = _unit(_pooled(feats)) @ self.text_embeddings.T
+                cos = _unit(pooled_features(feats)) @ self.text_embeddings.T
             out[start : start + len(batch)] = cos.cpu().numpy()
         return out
 

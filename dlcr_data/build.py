@@ -106,6 +106,11 @@ class BuildOptions:
 
         if opts.sampler not in SAMPLERS:
             raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, not {opts.sampler!r}")
+        if opts.identity_gate is not None:  # a training run stands for its newest checkpoint: pin which one
+            from .gate import checkpoint_folder
+
+            folder = checkpoint_folder(opts.identity_gate)
+            opts = replace(opts, identity_gate=str(folder) if folder is not None else opts.identity_gate)
         if opts.gate_threshold is not None and (opts.identity_gate is None or not -1.0 <= opts.gate_threshold <= 1.0):
             raise UserError("--gate-threshold needs --identity-gate and a cosine in [-1, 1]")
         if not 0.0 <= opts.similar_fraction <= 1.0:
@@ -146,6 +151,7 @@ class BuildContext:
     reporter: Reporter
     skipped: list[dict] = field(default_factory=list)
     models: dict[str, dict[str, str]] = field(default_factory=dict)  # option -> {"id", "revision"}
+    clusters: dict | None = None  # similarity-diversity: the outfit clustering's figures, for the manifest
 
     @property
     def out(self) -> Path:
@@ -245,6 +251,11 @@ def _claim_out_folder(ctx: BuildContext) -> None:
     wanted = ctx.opts.fingerprint()
     previous = _read_json(config_path)  # read by every process before anyone writes
     if previous is not None and previous != wanted and not ctx.opts.overwrite:
+        if wanted.keys() - previous.keys():  # options this build's version did not have: its samples lack fields
+            raise UserError(
+                f"{ctx.out} holds a {ctx.opts.dataset} build made by an older dlcr-data (its samples lack newer "
+                "json fields); pass --overwrite to rebuild it, or use another --out"
+            )
         changed = sorted(k for k in wanted.keys() | previous.keys() if wanted.get(k) != previous.get(k))
         raise UserError(
             f"{ctx.out} holds a {ctx.opts.dataset} build made with other options ({', '.join(changed)}); "
@@ -390,6 +401,8 @@ def run_plan(
         for r in pool:
             donors.setdefault(r.clothes_id, []).append(r)
     clusters = _outfit_clusters(ctx, records, pool, outfit_texts) if opts.sampler != "random" else {}
+    if clusters:
+        ctx.clusters = {"sampler": opts.sampler, **clusters["clusters"].summary()}
     plan = plan_variants(
         records,
         outfit_texts,
@@ -492,11 +505,16 @@ def _fit_gate(ctx: BuildContext, sources: list[Record]):
         opts.identity_gate, batch_size=max(opts.batch_size, 64), device=str(ctx.state.device), **options
     )
     advance = ctx.reporter.stage("gate prototypes", len(sources))
-    images = []
-    for r in sources:
-        images.append(_open_rgb(ctx.root / r.image_path))
-        advance(1)
-    gate.fit(images, [r.pid for r in sources])
+
+    def images():  # lazily: the gate decodes and embeds a batch at a time
+        for r in sources:
+            try:
+                yield _open_rgb(ctx.root / r.image_path)
+            except OSError:
+                yield None  # unreadable now: no prototype vote (generation lists the source as skipped)
+            advance(1)
+
+    gate.fit(images(), [r.pid for r in sources])
     ctx.reporter.done("gate prototypes")
     return gate
 
@@ -533,8 +551,13 @@ def generate_shard(ctx: BuildContext, spec: ShardSpec, gen: Generation, advance)
                 decisions = gen.gate.check(images, [r.image for r in requests], [r.mask for r in requests], pids)
                 scores, keep = [d.score for d in decisions], [d.keep for d in decisions]
                 rejected += [_rejection(v, d) for (_, v, _), d in zip(batch, decisions, strict=True) if not d.keep]
-            for (_, variant, mask_png), image, score, kept in zip(batch, images, scores, keep, strict=True):
+            for (request, variant, mask_png), image, score, kept in zip(batch, images, scores, keep, strict=True):
                 if not kept:
+                    continue
+                if gen.generator.needs_donor and np.array_equal(np.asarray(image), np.asarray(request.image)):
+                    # the donor shows none of the masked garments: a copy of the source is no variant
+                    path = gen.sources[variant.source_key].path
+                    skipped.append(Skipped(path, f"unchanged variant {variant.variant}: donor shows no masked garment"))
                     continue
                 meta = _sample_meta(ctx, variant, gen, image, score)
                 image_bytes = encode_image(image, opts.image_format)
@@ -693,12 +716,14 @@ def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int, shap
     if opts.identity_gate:
         rejected = [x for r in results for x in r.rejected]
         entry["gate"] = {
-            "model": _gate_model(opts.identity_gate),
+            "model": opts.identity_gate,
             "threshold": _gate_threshold(opts),
             "kept": entry["totals"]["samples"],
             "rejected": len(rejected),
             "rejections": rejected,
         }
+    if ctx.clusters is not None:
+        entry["outfit_clusters"] = ctx.clusters
     if shapes is not None:
         entry["body_shape"] = _body_shape_summary(ctx, shapes)
     if ctx.main():
@@ -713,14 +738,6 @@ def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int, shap
         render_card(ctx.out)  # the out folder is the dataset repo: `load_dataset(out, dataset)` works right away
     ctx.state.wait_for_everyone()
     return entry
-
-
-def _gate_model(ref: str) -> str:
-    """The checkpoint a run folder resolves to (which epoch gated), else the reference as given."""
-    from .gate import checkpoint_folder
-
-    folder = checkpoint_folder(ref)
-    return str(folder) if folder is not None else ref
 
 
 def _gate_threshold(opts: BuildOptions) -> float:

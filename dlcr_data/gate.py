@@ -23,8 +23,9 @@ safetensors + JSON only (no pickle).
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -33,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import UserError
-from .models import default_device, load_pretrained
+from .models import default_device, load_pretrained, pooled_features
 
 if TYPE_CHECKING:
     import torch
@@ -102,7 +103,7 @@ class BackboneEmbedder:
         self.device = device
         self.batch_size = batch_size
         # fp32 on every device: the gate compares cosines against a fixed threshold, bf16 would move them.
-        net = load_pretrained(AutoModel.from_pretrained, ref, GATE_OPTION, dtype=torch.float32)
+        net = load_pretrained(AutoModel.from_pretrained, ref, GATE_OPTION, dtype=torch.float32, use_safetensors=True)
         self.model = net.to(device).eval()
         self.processor = _load_processor(ref)
         self.size = _config_size(net.config) if self.processor is None else None
@@ -132,7 +133,7 @@ class BackboneEmbedder:
             out = self.model.get_image_features(pixel_values=x)
         else:
             out = self.model(pixel_values=x)
-        return F.normalize(_pooled(out).float(), dim=1)
+        return F.normalize(pooled_features(out).float(), dim=1)
 
     def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
         import torch
@@ -145,19 +146,6 @@ class BackboneEmbedder:
                 # Average the two views' directions (each normalised), as the re-ID extract does with its flip.
                 feats.append(F.normalize(self._forward(x) + self._forward(x.flip(-1)), dim=1).cpu())
         return torch.cat(feats) if feats else torch.empty(0, getattr(self, "dim", 0))
-
-
-def _pooled(out) -> torch.Tensor:
-    """(B, D) from a model output: a tensor as is, else `pooler_output` flattened, else the mean over positions."""
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return out.flatten(1)
-    pooled = getattr(out, "pooler_output", None)
-    if pooled is not None:
-        return pooled.flatten(1)  # ResNet's is (B, C, 1, 1)
-    hidden = out.last_hidden_state
-    return hidden.mean(dim=(2, 3)) if hidden.dim() == 4 else hidden.mean(dim=1)
 
 
 def _load_processor(ref: str):
@@ -266,20 +254,36 @@ class IdentityGate:
         """(N, D) L2-normalised, flip-averaged features (float32, CPU)."""
         return self.embedder(list(images))
 
-    def fit(self, images: Sequence[Image.Image], pids: Sequence[int]) -> None:
-        """One prototype per identity from its real images; replaces any earlier prototypes."""
+    def fit(self, images: Iterable[Image.Image | None], pids: Sequence[int]) -> None:
+        """One prototype per identity from its real images; replaces any earlier prototypes.
+
+        `images` may be lazy (a generator): it is decoded and embedded `batch_size` at a time, so a large dataset
+        never sits in memory. A None item (an unreadable image) is left out."""
         import torch
         import torch.nn.functional as F
 
-        if len(images) != len(pids):
-            raise ValueError(f"fit got {len(images)} images but {len(pids)} pids")
-        if not images:
+        pids = [int(p) for p in pids]
+        items = iter(images)
+        sums: dict[int, torch.Tensor] = {}
+        step = self.embedder.batch_size
+        for start in range(0, len(pids), step):
+            batch_pids = pids[start : start + step]
+            batch = list(itertools.islice(items, len(batch_pids)))
+            if len(batch) < len(batch_pids):
+                raise ValueError(f"fit got fewer images than its {len(pids)} pids")
+            chunk = list(zip(batch, batch_pids, strict=True))
+            kept = [(image, pid) for image, pid in chunk if image is not None]
+            if not kept:
+                continue
+            for feat, (_, pid) in zip(self.embed([image for image, _ in kept]), kept, strict=True):
+                sums[pid] = sums[pid] + feat if pid in sums else feat.clone()
+        if next(items, None) is not None:
+            raise ValueError(f"fit got more images than its {len(pids)} pids")
+        if not sums:
             raise ValueError("fit needs at least one image")
-        feats = self.embed(images)
-        labels = torch.tensor([int(p) for p in pids])
-        self.pids = tuple(sorted({int(p) for p in pids}))  # sorted: the same prototypes whatever the input order
-        # Mean of unit vectors, renormalised: every image weighs the same, whatever its feature norm.
-        self.prototypes = F.normalize(torch.stack([feats[labels == p].mean(0) for p in self.pids]), dim=1)
+        self.pids = tuple(sorted(sums))  # sorted: the same prototypes whatever the input order
+        # Mean of unit vectors, renormalised (= the normalised sum): every image weighs the same.
+        self.prototypes = F.normalize(torch.stack([sums[p] for p in self.pids]), dim=1)
 
     def check(
         self,

@@ -73,3 +73,28 @@ def default_dtype(device: str):
     import torch
 
     return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+
+
+def load_clip(ref: str, option: str, **kwargs):
+    """A `CLIPModel` by HF id or folder; any other architecture is refused (`CLIPModel.from_pretrained` would load
+    it with random CLIP weights and only warn). Safetensors weights only: nothing is unpickled."""
+    from transformers import AutoConfig, CLIPModel
+
+    config = load_pretrained(AutoConfig.from_pretrained, ref, option)
+    if config.model_type != "clip":
+        raise UserError(f"{option} {ref}: a {config.model_type!r} model, not CLIP; pass a CLIP model (id or folder)")
+    return load_pretrained(CLIPModel.from_pretrained, ref, option, use_safetensors=True, **kwargs)
+
+
+def pooled_features(out):
+    """(B, D) from a model output: a tensor as is, else `pooler_output` flattened (transformers 5's
+    `get_image_features` / `get_text_features` put the projected embedding there), else the mean over positions."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out.flatten(1)
+    pooled = getattr(out, "pooler_output", None)
+    if pooled is not None:
+        return pooled.flatten(1)  # ResNet's is (B, C, 1, 1)
+    hidden = out.last_hidden_state
+    return hidden.mean(dim=(2, 3)) if hidden.dim() == 4 else hidden.mean(dim=1)

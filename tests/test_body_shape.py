@@ -299,3 +299,15 @@ def test_scores_are_json_ready():
     rows = geometric([figure(shoulders=0.3)]).tolist()
     assert isinstance(rows[0][0], float) and len(rows[0]) == N_WORDS
     assert "Broad Shoulders" in top_words(np.asarray(rows[0]))
+
+
+def test_a_model_that_is_not_clip_is_refused(tmp_path):
+    """`CLIPModel.from_pretrained` would load any folder with random CLIP weights and only warn."""
+    from transformers import ResNetConfig, ResNetModel
+
+    from dlcr_data.body_shape import make_shape_scorer
+    from dlcr_data.errors import UserError
+
+    ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 8], depths=[1, 1])).save_pretrained(tmp_path)
+    with pytest.raises(UserError, match="not CLIP"):
+        make_shape_scorer(str(tmp_path))

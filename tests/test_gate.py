@@ -235,8 +235,10 @@ def test_misuse_is_refused(checkpoint, demo):
         gate.check([img], [img], [mask], [99])
     with pytest.raises(ValueError, match="one source, mask and pid"):
         gate.check([img, img], [img], [mask], [3])
-    with pytest.raises(ValueError, match="2 images but 1 pids"):
+    with pytest.raises(ValueError, match="more images than its 1 pids"):
         gate.fit([img, img], [3])
+    with pytest.raises(ValueError, match="fewer images than its 2 pids"):
+        gate.fit([img], [3, 5])
     assert gate.check([], [], [], []) == []
     with pytest.raises(UserError, match=r"\[-1, 1\]"):
         make_gate(checkpoint, threshold=1.5)

@@ -82,6 +82,9 @@ def test_similarity_diversity_sampler_records_clusters(demo_root, tmp_path):
     metas = [s["meta"] for s in samples(out)]
     assert {m["sampling"] for m in metas} <= {"similar", "diverse"}
     assert {m["sampling"] for m in metas} == {"similar", "diverse"}  # the mix, on this pool
+    figures = json.loads((out / "manifest.json").read_text())["builds"]["demo"]["outfit_clusters"]
+    assert figures["sampler"] == "similarity-diversity" and figures["min_samples"] == 5 and figures["eps"] > 0
+    assert {m["cluster_id"] for m in metas} - {-1} <= set(range(figures["clusters"]))
     plan = [json.loads(line) for line in (out / "work" / "demo" / "plan.jsonl").read_text().splitlines()]
     clusters = {(p["key"]): p["cluster_id"] for p in plan}
     assert all(m["cluster_id"] == clusters[f"{m['source_key']}_v{m['variant']}"] for m in metas)
@@ -146,3 +149,35 @@ def test_identity_gate_lists_rejections_and_scores_kept_samples(demo_root, tmp_p
     assert gate["kept"] + gate["rejected"] == lenient["gate"]["kept"] + lenient["gate"]["rejected"]
     assert {r["key"] for r in gate["rejections"]}.isdisjoint(f"{m['source_key']}_v{m['variant']}" for m in kept)
     assert all(m["gate_score"] >= threshold - 1e-4 for m in kept)  # scores are rounded to 4 decimals
+
+
+def test_refinement_on_a_gated_build_stands_in_the_query_for_rejected_variants(demo_root, tmp_path, gate_checkpoint):
+    from dlcr_data.reid.evaluate import evaluate_checkpoint
+
+    out = tmp_path / "gated"
+    entry = quick(demo_root, out, variants=2, identity_gate=str(gate_checkpoint), gate_threshold=0.0)
+    assert any(r["key"].startswith("query") for r in entry["gate"]["rejections"])  # some queries lost variants
+    result = evaluate_checkpoint(gate_checkpoint, "demo", str(demo_root), refine=2, expanded=str(out))
+    assert set(result["refined"]) == set(result["protocols"])
+    assert not (out / "refine").exists()  # no regeneration: the gated build was used as it is
+
+
+def test_a_donor_variant_identical_to_its_source_is_skipped_and_listed(demo_root, tmp_path, monkeypatch):
+    from dlcr_data.generate.clone import CloneGenerator
+
+    monkeypatch.setattr(CloneGenerator, "generate", lambda self, batch: [r.image.copy() for r in batch])
+    entry = quick(demo_root, tmp_path / "copies", variants=1, generator="clone")
+    unchanged = [s for s in entry["skipped"] if "unchanged variant" in s["reason"]]
+    assert entry["totals"]["samples"] == 0 and len(unchanged) > 0
+
+
+def test_a_build_from_an_older_version_asks_for_overwrite(demo_root, tmp_path):
+    out = tmp_path / "old"
+    quick(demo_root, out, variants=1)
+    config = out / "work" / "demo" / "config.json"
+    old = json.loads(config.read_text())
+    del old["body_shape"], old["identity_gate"]  # as written before these options existed
+    config.write_text(json.dumps(old))
+    result = CliRunner().invoke(app, ["build", "demo", "--root", str(demo_root), "--out", str(out), "--variants", "1",
+                                      "--splits", "train,query"])  # fmt: skip
+    assert result.exit_code == 2 and "older dlcr-data" in result.output and "--overwrite" in result.output

@@ -152,6 +152,20 @@ def test_fine_grained_head_round_trip_extract_and_evaluate(demo_root, expanded, 
     assert 0 <= result["protocols"]["general"]["mAP"] <= 100
 
 
+def test_fine_grained_head_resumes_like_an_uninterrupted_run(demo_root, expanded, tmp_path):
+    """Its dropout draws from torch's global RNG, reseeded per epoch: a resumed run sees the same masks."""
+    kw = dict(expanded=str(expanded), fine_grained_head=True, fine_grained_dim=8, epochs=2, keep_checkpoints=2)
+    out = tmp_path / "run"
+    train(config(demo_root, out, **kw))
+    straight = history(out)
+    shutil.rmtree(out / "checkpoints" / "epoch-0002")  # as if killed during epoch 2
+    train(config(demo_root, out, **kw))
+    for a, b in zip(straight, history(out), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["loss_fine"] == pytest.approx(
+            b["loss_fine"], rel=1e-4
+        )
+
+
 # -- CLIP3DReID: Sinkhorn OT, distillation ----------------------------------------------------------------------
 def test_sinkhorn_plan_has_uniform_marginals():
     gen = torch.Generator().manual_seed(0)
@@ -230,3 +244,14 @@ def test_cli_lists_the_options_and_rejects_bad_combinations(demo_root, tmp_path)
         result = runner.invoke(app, [*base, *args])
         assert result.exit_code == 2, (args, result.output)
         assert len(result.stderr.strip().splitlines()) == 1 and needle in result.stderr, (args, result.stderr)
+
+
+def test_a_training_run_given_as_model_is_pinned_to_its_newest_checkpoint(demo_root, teacher, expanded, tmp_path):
+    """`--teacher RUN` / `--identity-gate RUN`: the fingerprint records which epoch, so a rerun after the run has
+    trained further is refused instead of silently switching models."""
+    from dlcr_data.build import BuildOptions
+
+    run = teacher.parent.parent
+    cfg = config(demo_root, tmp_path / "x", expanded=str(expanded), gen_label="teacher", teacher=str(run))
+    assert cfg.teacher == str(teacher) == cfg.fingerprint()["teacher"]
+    assert BuildOptions("demo", tmp_path / "b", identity_gate=str(run)).resolved().identity_gate == str(teacher)

@@ -30,16 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import load_pretrained
+from ..body_shape import shape_text_embeddings
+from ..models import load_clip, load_pretrained, pooled_features
 from .data import IMAGENET_MEAN, IMAGENET_STD
 
 DISTILL_OPTION = "--distill"
-
-
-def _features(out) -> torch.Tensor:
-    """`get_image_features`/`get_text_features` return a tensor (transformers 4) or an output whose
-    `pooler_output` holds the projected embedding (transformers 5)."""
-    return out if torch.is_tensor(out) else out.pooler_output
 
 
 class ClipTeacher(nn.Module):
@@ -48,9 +43,9 @@ class ClipTeacher(nn.Module):
 
     def __init__(self, ref: str, words: tuple[str, ...] = (), template: str = "{word}") -> None:
         super().__init__()
-        from transformers import AutoProcessor, CLIPModel
+        from transformers import AutoProcessor
 
-        self.model = load_pretrained(CLIPModel.from_pretrained, ref, DISTILL_OPTION).eval().requires_grad_(False)
+        self.model = load_clip(ref, DISTILL_OPTION, dtype=torch.float32).eval().requires_grad_(False)
         processor = load_pretrained(AutoProcessor.from_pretrained, ref, DISTILL_OPTION)
         image_processor = getattr(processor, "image_processor", processor)
         self.size = int(self.model.config.vision_config.image_size)  # what the position embeddings expect
@@ -59,7 +54,7 @@ class ClipTeacher(nn.Module):
         self.register_buffer("imagenet_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("imagenet_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.words = tuple(words)
-        text = text_embeddings(self.model, processor, self.words, template) if self.words else torch.empty(0)
+        text = shape_text_embeddings(self.model, processor, self.words, template) if self.words else torch.empty(0)
         self.register_buffer("text", F.normalize(text.float(), dim=-1), persistent=False)
 
     @property
@@ -81,32 +76,13 @@ class ClipTeacher(nn.Module):
     @torch.inference_mode()
     def image_embeddings(self, x: torch.Tensor) -> torch.Tensor:
         """(B, projection_dim) CLIP image embeddings (not normalised) of an ImageNet-normalised batch."""
-        return _features(self.model.get_image_features(pixel_values=self.prepare(x))).float()
+        return pooled_features(self.model.get_image_features(pixel_values=self.prepare(x))).float()
 
     @torch.inference_mode()
     def top_words(self, image_embeddings: torch.Tensor, k: int) -> torch.Tensor:
         """(B, k, D) L2-normalised text embeddings of each image's k best zero-shot body-shape words."""
         sims = F.normalize(image_embeddings.float(), dim=-1) @ self.text.T
         return self.text[sims.topk(min(k, len(self.words)), dim=1).indices]
-
-
-def text_embeddings(model, processor, words: tuple[str, ...], template: str) -> torch.Tensor:
-    """(len(words), projection_dim) CLIP text embeddings of `template.format(word=w)`.
-
-    Uses `body_shape.shape_text_embeddings` (the build's body-shape scorer) when it exists, so training and the
-    build's annotation embed the prompts identically; otherwise CLIP's text tower directly."""
-    try:
-        from ..body_shape import shape_text_embeddings
-    except ImportError:
-        shape_text_embeddings = None
-    with torch.no_grad():  # not inference_mode: the embeddings become buffers used as fixed targets in training
-        if shape_text_embeddings is not None:
-            out = torch.as_tensor(shape_text_embeddings(model, processor, list(words), template))
-            if out.shape == (len(words), model.config.projection_dim):
-                return out.float()
-        tokenizer = getattr(processor, "tokenizer", processor)
-        tokens = tokenizer([template.format(word=w) for w in words], padding=True, truncation=True, return_tensors="pt")
-        return _features(model.get_text_features(**tokens)).float()
 
 
 class DistillHeads(nn.Module):

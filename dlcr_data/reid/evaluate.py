@@ -57,22 +57,35 @@ def dataset_features(model: ReIDModel, records: Sequence[Record], root: Path, ba
     return feats
 
 
-def query_variants(expanded: str, dataset: str, split: str, keys: list[str], k: int, model: ReIDModel) -> torch.Tensor:
-    """(len(keys), k, D) features of the first k generated variants of each query, from the build's `split`."""
+def query_variants(
+    expanded: str, dataset: str, split: str, keys: list[str], k: int, model: ReIDModel, own: torch.Tensor
+) -> torch.Tensor:
+    """(len(keys), k, D) features of the first k generated variants of each query, from the build's `split`.
+
+    A build filtered by the identity gate may hold fewer than k variants of a query: the rejected ones are stood
+    in for by the query itself (`own`, (len(keys), D)), so its vote goes to its original ranking, not to a variant
+    the gate judged to have lost the identity."""
     from ..expanded import load_expanded
 
     try:
         variants = load_expanded(expanded, dataset, split=split)
     except (ValueError, FileNotFoundError) as err:
         raise UserError(f"{expanded}: no {dataset} {split} variants to refine with ({err})") from None
+    gated = any(meta.get("gate_model") for meta in variants.metas[:1])
     missing = [key for key in keys if len(variants.index.get(key, [])) < k]
-    if missing:
+    if missing and not gated:
         raise UserError(
             f"{expanded}: {len(missing)} {split} image(s) have fewer than {k} variants (e.g. {missing[0]}); "
             f"build more with --variants or use a smaller --refine"
         )
-    rows = [i for key in keys for i in variants.index[key][:k]]
-    return extract_images(model, variants.images(rows)).view(len(keys), k, -1)
+    counts = [min(k, len(variants.index.get(key, []))) for key in keys]
+    rows = [i for key, n in zip(keys, counts, strict=True) for i in variants.index.get(key, [])[:n]]
+    out = own[:, None, :].repeat(1, k, 1)
+    if rows:
+        slots = torch.repeat_interleave(torch.arange(len(keys)), torch.tensor(counts))
+        positions = torch.cat([torch.arange(n) for n in counts])
+        out[slots, positions] = extract_images(model, variants.images(rows)).to(out.dtype)
+    return out
 
 
 def generate_query_variants(expanded: str, dataset: str, root: str | None, split: str, k: int) -> str:
@@ -144,14 +157,14 @@ def _refined(
     query = filter_cameras(loaded[p.query_split], p.cameras)
     gallery = filter_cameras(loaded[p.gallery_split], p.cameras)
     keys = [r.key for r in query]
+    own = torch.stack([feats[key] for key in keys])
     try:
-        qv = query_variants(expanded, dataset, p.query_split, keys, k, model)
+        qv = query_variants(expanded, dataset, p.query_split, keys, k, model, own)
     except UserError:
         if not Path(expanded).is_dir():
             raise
-        qv = query_variants(
-            generate_query_variants(expanded, dataset, root, p.query_split, k), dataset, p.query_split, keys, k, model
-        )
+        generated = generate_query_variants(expanded, dataset, root, p.query_split, k)
+        qv = query_variants(generated, dataset, p.query_split, keys, k, model, own)
     labels = (
         [r.pid for r in query],
         [r.pid for r in gallery],

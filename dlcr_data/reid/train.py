@@ -165,6 +165,9 @@ class TrainConfig:
         if self.epochs < 1:
             raise UserError("epochs must be at least 1")
         self._check_seed_options()
+        if self.teacher is not None and (Path(self.teacher) / "checkpoints").is_dir():
+            # a training run stands for its newest checkpoint: pin which one (it enters the fingerprint)
+            self.teacher = str(latest_checkpoint(Path(self.teacher)) or self.teacher)
         self.reid_config(0, 0)  # validates method and pooling
         self.progressive()  # validates the schedule
 
@@ -333,6 +336,8 @@ def train(config: TrainConfig, reporter: Reporter | None = None) -> Path:
             for group in opt.param_groups if opt is not None else ():
                 group["lr"] = config.lr_at(epoch)
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1009 + acc.process_index)
+        if config.fine_grained_head:  # its dropout draws from torch's global RNG: reseeded so a resumed run matches
+            torch.manual_seed(config.seed * 1_000_003 + epoch * 1009 + acc.process_index + 500_009)
         run.model.train()
         meter = Meter()
         name = f"epoch {epoch + 1}/{config.epochs}"
@@ -393,10 +398,7 @@ def _prepare(config: TrainConfig, acc, data: TrainSet, model: ReIDModel, state: 
 def load_teacher(checkpoint: str, data: TrainSet, device) -> ReIDModel:
     """DG-Net's frozen teacher: a checkpoint (or a training run: its newest) of this dataset's identities (its
     label maps must be the student's, or its class k would not be the student's class k)."""
-    folder = Path(checkpoint)
-    if not (folder / "model.safetensors").is_file():
-        folder = latest_checkpoint(folder) or folder
-    teacher, _, state = load_checkpoint(folder, device)
+    teacher, _, state = load_checkpoint(checkpoint, device)
     if state.label_maps != data.maps.to_dict():
         raise UserError(f"--teacher {checkpoint}: trained on other identities/outfits than this training set")
     return teacher.requires_grad_(False).eval()
