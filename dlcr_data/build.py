@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -33,6 +34,10 @@ from .shards import (
     is_complete,
     write_manifest,
 )
+
+if TYPE_CHECKING:  # imported lazily at run time: the CLI should not pay for torch before it needs it
+    from .gate import IdentityGate
+    from .generate import Generator
 
 MANIFEST_FORMAT = "dlcr-data/build/1"
 # Backends used when an option says "auto": the demo ships masks and outfit texts, real datasets do not.
@@ -365,12 +370,19 @@ def run_body_shape(ctx: BuildContext, records: list[Record]) -> BodyShapes:
         mine_scores: list[tuple[str, list[float]]] = []
         with ctx.state.split_between_processes(records) as mine:
             for i in range(0, len(mine), opts.batch_size):
-                chunk = mine[i : i + opts.batch_size]
-                images = [_open_rgb(ctx.root / r.image_path) for r in chunk]
+                chunk, images = [], []
+                for r in mine[i : i + opts.batch_size]:
+                    try:
+                        images.append(_open_rgb(ctx.root / r.image_path))
+                        chunk.append(r)
+                    except OSError:  # unreadable now though it parsed: generation lists it as skipped
+                        pass
+                advance(opts.batch_size if len(mine) - i >= opts.batch_size else len(mine) - i)
+                if not chunk:
+                    continue
                 maps = [load_garment_map(ctx.work / "masks", r.key) for r in chunk]
                 rows = scorer.score(images, maps).tolist()
                 mine_scores += [(r.key, [round(x, 4) for x in row]) for r, row in zip(chunk, rows, strict=True)]
-                advance(len(chunk))
         all_scores = dict(sorted(gather_object(mine_scores)))
         cached = {"method": scorer.method, "vocabulary": VOCABULARY, "scores": all_scores}
         del scorer
@@ -445,11 +457,11 @@ def _outfit_clusters(
 class Generation:
     """What generating a shard needs besides the plan: the generator, records by key and the optional extras."""
 
-    generator: object
+    generator: Generator
     sources: dict[str, Record]
     donors: dict[str, Record]
     shapes: BodyShapes | None = None
-    gate: object | None = None  # gate.IdentityGate, fitted on the sources
+    gate: IdentityGate | None = None  # fitted on the sources
 
 
 def run_generate(

@@ -5,7 +5,8 @@ with DLCR pairing + progressive learning, evaluated on the demo's general and cl
 `--all` adds one run per seed-method feature, each changing one thing against (b) with the same budget: the
 generators (clone: ClonedPerson outfit cloning; swap: DG-Net appearance swap), ClonedPerson's similarity-diversity
 sampler, DG-Net's teacher soft labels + fine-grained head, and CLIP3DReID's identity gate (the originals model of
-(a) is the frozen teacher and the gate model, as both methods use a model trained on real images).
+(a) is the frozen teacher and the gate model, as both methods use a model trained on real images; a second gate
+row uses the DLCR model of (b) instead).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def run_experiment(config: ExperimentConfig, reporter=None) -> dict:
             "swap": {"generator": "swap"},
             "similarity-diversity": {"sampler": "similarity-diversity"},
             "identity gate": {"identity_gate": str(teacher)},
+            # the gate is only as clothes-blind as its model: the same gate with the DLCR model of (b)
+            "identity gate, DLCR model": {"identity_gate": str(checkpoints["dlcr"])},
         }
         for name, options in builds.items():
             folder = _build(config, out / "experiment" / "builds" / _slug(name), reporter, **options)
