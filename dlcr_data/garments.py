@@ -29,6 +29,7 @@ OUTFIT_PARTS: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("bottom", (CLASS_ID["lower"],)),
     ("shoes", (CLASS_ID["shoes"],)),
 )
+OUTFIT_CLASSES: tuple[int, ...] = tuple(c for _, classes in OUTFIT_PARTS for c in classes)  # any outfit part
 
 # DLCR's SCHP mask: every clothing item and shoes; hair, face, skin and hats stay (dlcr-method.md §2.3).
 DEFAULT_MASK_CLASSES: tuple[str, ...] = ("upper", "lower", "dress", "shoes", "accessories")

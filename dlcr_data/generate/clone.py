@@ -22,13 +22,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..garments import OUTFIT_PARTS
+from ..garments import OUTFIT_CLASSES, OUTFIT_PARTS
 from .base import GenerationRequest
 from .cloth_cell import find_cell, mirror_index
 from .recolor import region_shading
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722])  # linear-light luminance (Rec. 709 / sRGB primaries)
-_OUTFIT_CLASSES = tuple(c for _, classes in OUTFIT_PARTS for c in classes)
 # sRGB distance below which a garment and its surroundings are too alike to tell a mixed edge pixel's share.
 _MIN_CONTRAST = 12.0
 _SHADING_FLOOR = 0.02  # linear luminance (about sRGB 40) added before normalising the target's shading
@@ -133,7 +132,7 @@ def donor_core(region: np.ndarray, min_pixels: int) -> np.ndarray:
 
 def fringe_pixels(garments: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mask pixels that belong to no outfit part (mixed edge pixels labelled background, skin ...)."""
-    return mask & ~np.isin(garments, _OUTFIT_CLASSES)
+    return mask & ~np.isin(garments, OUTFIT_CLASSES)
 
 
 # -- colour ------------------------------------------------------------------------------------------------------

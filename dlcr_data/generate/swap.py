@@ -29,18 +29,17 @@ import numpy as np
 from PIL import Image
 
 from ..colors import lab_to_rgb, rgb_to_lab
-from ..garments import OUTFIT_PARTS
+from ..garments import OUTFIT_CLASSES, OUTFIT_PARTS
 from .base import GenerationRequest
 from .clone import donor_arrays, donor_core, feather_into_mask, fringe_pixels
 
 STRIPES = 4  # DG-Net pools its appearance code over 4 horizontal parts
-_OUTFIT_CLASSES = tuple(c for _, classes in OUTFIT_PARTS for c in classes)
 _GREY_CHROMA, _HUE_CHROMA = 3.0, 10.0  # Lab chroma: below the first a mean hue is noise, above the second it counts
 
 
 def stripe_regions(garments: np.ndarray, n: int = STRIPES) -> list[np.ndarray]:
     """The outfit pixels of `garments` split into `n` equal-height stripes of the person's rows (non-background)."""
-    clothes = np.isin(garments, _OUTFIT_CLASSES)
+    clothes = np.isin(garments, OUTFIT_CLASSES)
     rows = np.flatnonzero((garments != 0).any(1))
     if rows.size == 0:
         return [np.zeros_like(clothes) for _ in range(n)]
