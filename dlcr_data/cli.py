@@ -504,8 +504,8 @@ def experiment_command(
 ) -> None:
     """The DLCR effect on the demo: originals only vs DLCR pairing + progressive learning (+ refinement).
 
-    With --all (about 30 min on 2 cores): the ClonedPerson, DG-Net and CLIP3DReID features, one run each, with the
-    same budget."""
+    With --all (about 27 min on 2 cores, 22 after `make demo`): the ClonedPerson, DG-Net and CLIP3DReID
+    features, one run each, with the same budget."""
     from .progress import RichReporter
     from .reid.experiment import ExperimentConfig, run_experiment
 
