@@ -352,6 +352,12 @@ class BodyShapes:
     method: str
     vocabulary: str
     scores: dict[str, list[float]]
+    top: dict[str, str] = field(default_factory=dict)  # key -> its top words, comma-separated (one per source)
+
+    def __post_init__(self) -> None:
+        from .body_shape import top_words
+
+        self.top.update({key: ", ".join(top_words(np.asarray(row))) for key, row in self.scores.items()})
 
 
 def run_body_shape(ctx: BuildContext, records: list[Record]) -> BodyShapes:
@@ -359,7 +365,7 @@ def run_body_shape(ctx: BuildContext, records: list[Record]) -> BodyShapes:
     from accelerate.utils import gather_object
 
     from .body_shape import VOCABULARY, make_shape_scorer
-    from .parse import load_garment_map
+    from .parse import load_garment_map, load_image
 
     opts = ctx.opts
     path = ctx.work / "body_shape.json"
@@ -370,16 +376,12 @@ def run_body_shape(ctx: BuildContext, records: list[Record]) -> BodyShapes:
         mine_scores: list[tuple[str, list[float]]] = []
         with ctx.state.split_between_processes(records) as mine:
             for i in range(0, len(mine), opts.batch_size):
-                chunk, images = [], []
-                for r in mine[i : i + opts.batch_size]:
-                    try:
-                        images.append(_open_rgb(ctx.root / r.image_path))
-                        chunk.append(r)
-                    except OSError:  # unreadable now though it parsed: generation lists it as skipped
-                        pass
-                advance(opts.batch_size if len(mine) - i >= opts.batch_size else len(mine) - i)
-                if not chunk:
+                batch = mine[i : i + opts.batch_size]
+                advance(len(batch))
+                loaded = [(r, image) for r in batch if not isinstance(image := load_image(ctx.root, r), Skipped)]
+                if not loaded:  # unreadable now though they parsed: generation lists them as skipped
                     continue
+                chunk, images = [r for r, _ in loaded], [image for _, image in loaded]
                 maps = [load_garment_map(ctx.work / "masks", r.key) for r in chunk]
                 rows = scorer.score(images, maps).tolist()
                 mine_scores += [(r.key, [round(x, 4) for x in row]) for r, row in zip(chunk, rows, strict=True)]
@@ -391,11 +393,6 @@ def run_body_shape(ctx: BuildContext, records: list[Record]) -> BodyShapes:
         ctx.reporter.done("body shape")
     ctx.state.wait_for_everyone()
     return BodyShapes(cached["method"], cached["vocabulary"], cached["scores"])
-
-
-def _open_rgb(path: Path) -> Image.Image:
-    with Image.open(path) as im:
-        return im.convert("RGB")
 
 
 # -- stage 3: plan ----------------------------------------------------------------------------------------------
@@ -438,17 +435,20 @@ def _outfit_clusters(
     ctx: BuildContext, records: list[Record], pool: list[Record], outfit_texts: dict[str, str]
 ) -> dict:
     """ClonedPerson's outfit clusters over the training outfits, and every source's own outfit embedding."""
-    from .parse import load_garment_map
+    from .parse import load_garment_map, load_image
     from .sampling import outfit_clusters_from_records
 
-    def load_image(record: Record) -> np.ndarray:
-        return np.asarray(_open_rgb(ctx.root / record.image_path))
+    def load_pixels(record: Record) -> np.ndarray:
+        image = load_image(ctx.root, record)
+        if isinstance(image, Skipped):
+            raise OSError(image.reason)  # the clustering leaves such records out
+        return np.asarray(image)
 
     def load_map(record: Record) -> np.ndarray:
         return load_garment_map(ctx.work / "masks", record.key)
 
     described = [r for r in pool if r.clothes_id in outfit_texts]  # the outfits a target can be
-    clusters, embeddings = outfit_clusters_from_records(described, load_image, load_map, sources=records)
+    clusters, embeddings = outfit_clusters_from_records(described, load_pixels, load_map, sources=records)
     return {"clusters": clusters, "source_embeddings": embeddings}
 
 
@@ -510,6 +510,7 @@ def _make_generator(opts: BuildOptions):
 def _fit_gate(ctx: BuildContext, sources: list[Record]):
     """The identity gate with one prototype per identity from the real source images of the built splits."""
     from .gate import IdentityGate
+    from .parse import load_image
 
     opts = ctx.opts
     options = {} if opts.gate_threshold is None else {"threshold": opts.gate_threshold}
@@ -520,10 +521,8 @@ def _fit_gate(ctx: BuildContext, sources: list[Record]):
 
     def images():  # lazily: the gate decodes and embeds a batch at a time
         for r in sources:
-            try:
-                yield _open_rgb(ctx.root / r.image_path)
-            except OSError:
-                yield None  # unreadable now: no prototype vote (generation lists the source as skipped)
+            image = load_image(ctx.root, r)
+            yield None if isinstance(image, Skipped) else image  # unreadable: no vote (generation lists it)
             advance(1)
 
     gate.fit(images(), [r.pid for r in sources])
@@ -634,12 +633,11 @@ def _batches(ctx: BuildContext, spec: ShardSpec, gen: Generation, skipped: list[
 
 def _load_source(ctx: BuildContext, record: Record, skipped: list[Skipped]):
     """(image, garment map, mask, mask PNG bytes) of a source, or None (listed in `skipped`)."""
-    from .parse import clothing_mask, load_garment_map
+    from .parse import clothing_mask, load_garment_map, load_image
 
-    try:
-        image = _open_rgb(ctx.root / record.image_path)
-    except Exception as err:  # unreadable now though it parsed: list it, keep going
-        skipped.append(Skipped(record.path, f"unreadable image: {type(err).__name__}"))
+    image = load_image(ctx.root, record)
+    if isinstance(image, Skipped):  # unreadable now though it parsed: list it, keep going
+        skipped.append(image)
         return None
     garment_map = load_garment_map(ctx.work / "masks", record.key)
     mask = clothing_mask(garment_map, ctx.opts.mask_classes, ctx.opts.dilation)
@@ -651,20 +649,18 @@ def _load_source(ctx: BuildContext, record: Record, skipped: list[Skipped]):
 
 def _load_donor(ctx: BuildContext, record: Record, skipped: list[Skipped]):
     """(image, garment map) of an appearance provider, or None (listed: its variants are left out)."""
-    from .parse import load_garment_map
+    from .parse import load_garment_map, load_image
 
-    try:
-        return _open_rgb(ctx.root / record.image_path), load_garment_map(ctx.work / "masks", record.key)
-    except Exception as err:
-        skipped.append(Skipped(record.path, f"unreadable donor image: {type(err).__name__}"))
+    image = load_image(ctx.root, record)
+    if isinstance(image, Skipped):
+        skipped.append(Skipped(image.path, f"donor: {image.reason}"))
         return None
+    return image, load_garment_map(ctx.work / "masks", record.key)
 
 
 def _sample_meta(
     ctx: BuildContext, v: PlannedVariant, gen: Generation, image: Image.Image, gate_score: float | None
 ) -> dict:
-    from .body_shape import top_words
-
     record = gen.sources[v.source_key]
     shapes = gen.shapes
     scores = shapes.scores.get(v.source_key) if shapes is not None else None
@@ -694,7 +690,7 @@ def _sample_meta(
         "body_shape_method": shapes.method if scores is not None else "",
         "body_shape_vocabulary": shapes.vocabulary if scores is not None else "",
         "body_shape_scores": scores or [],
-        "body_shape_top": ", ".join(top_words(np.asarray(scores))) if scores is not None else "",
+        "body_shape_top": shapes.top[v.source_key] if scores is not None else "",
         "gate_model": gen.gate.model_id if gen.gate is not None else "",
         "gate_score": None if gate_score is None else round(float(gate_score), 4),
     }

@@ -211,7 +211,8 @@ def _save_map(garment_map: np.ndarray, path: Path) -> None:
     save_png_atomic(Image.fromarray(garment_map.astype(np.uint8, copy=False), mode="L"), path)
 
 
-def _load_image(root: Path, record: Record) -> Image.Image | Skipped:
+def load_image(root: Path, record: Record) -> Image.Image | Skipped:
+    """A record's RGB image, or a `Skipped` saying why it cannot be read (PIL raises many error types)."""
     try:
         with Image.open(root / record.image_path) as im:  # video: the tracklet's first frame
             return im.convert("RGB")
@@ -244,7 +245,7 @@ def parse_records(
         progress(len(records) - len(todo))
     skipped: list[Skipped] = []
     for batch in _batches(todo, max(1, batch_size)):
-        loaded = [(r, _load_image(root, r)) for r in batch]
+        loaded = [(r, load_image(root, r)) for r in batch]
         skipped.extend(item for _, item in loaded if isinstance(item, Skipped))
         good = [(r, im) for r, im in loaded if isinstance(im, Image.Image)]
         for record, garment_map in _parse_isolating(parser, good, root, skipped):

@@ -71,7 +71,7 @@ def query_variants(
         variants = load_expanded(expanded, dataset, split=split)
     except (ValueError, FileNotFoundError) as err:
         raise UserError(f"{expanded}: no {dataset} {split} variants to refine with ({err})") from None
-    gated = any(meta.get("gate_model") for meta in variants.metas[:1])
+    gated = bool(variants.metas and variants.metas[0].get("gate_model"))  # a build is gated throughout
     missing = [key for key in keys if len(variants.index.get(key, [])) < k]
     if missing and not gated:
         raise UserError(
