@@ -5,7 +5,7 @@ Three measurements, interleaved in every repetition so that machine noise hits t
 * `recolor`: the whole `dlcr_data.build.build()` call with the demo's default backends (oracle masks, oracle
   describer, recolor generator), into a fresh out folder. images/s = generated variants / wall seconds.
 * `null`: the same build with a generator that returns its inputs unchanged (registered temporarily in
-  `dlcr_data.generate.GENERATORS`). Its ms per image is the pipeline's own CPU cost: loading sources and masks,
+  `dlcr_data.build.generate.GENERATORS`). Its ms per image is the pipeline's own CPU cost: loading sources and masks,
   building requests, PNG encoding, tar writing, sha256, manifest. Goal: <= 10 ms per generated image.
 * `recolor, isolated`: `RecolorGenerator.generate` alone on the same requests (built beforehand, untimed).
 
@@ -33,11 +33,11 @@ from _common import flush_writes, median, table, write_result
 from PIL import Image
 
 from dlcr_data import build as build_module
-from dlcr_data import loaders, shards
-from dlcr_data.build import BuildOptions, Reporter, build
-from dlcr_data.generate import GENERATORS, GenerationRequest, Generator, make_generator
-from dlcr_data.parse import clothing_mask, load_garment_map
-from dlcr_data.plan import read_plan
+from dlcr_data import loaders
+from dlcr_data.build import BuildOptions, Reporter, build, shards
+from dlcr_data.build.generate import GENERATORS, GenerationRequest, Generator, make_generator
+from dlcr_data.build.parse import clothing_mask, load_garment_map
+from dlcr_data.build.plan import read_plan
 
 NULL = "bench-null"  # registry name of the null generator while a build runs
 GOAL_MS = 10.0

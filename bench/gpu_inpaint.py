@@ -8,7 +8,7 @@ guidance 7.5, 256x768 (W x H; latents 32x96).
 
 Configurations, all timed in the same process:
 
-* `ours`: what `dlcr_data.generate.diffusion.DiffusionGenerator` does on CUDA: bf16, channels_last UNet,
+* `ours`: what `dlcr_data.build.generate.diffusion.DiffusionGenerator` does on CUDA: bf16, channels_last UNet,
   batch sizes `--batch-sizes`, optionally `torch.compile(fullgraph=True)`.
 * `dlcr`: a DLCR-style loop as peer: the original release's settings (fp16, batch 5, eager, default memory
   format), same loop, same resolution and steps.

@@ -46,16 +46,16 @@ from _common import median, table, write_result
 from PIL import Image
 
 from dlcr_data import loaders
-from dlcr_data.body_shape import GeometricShapeScorer
-from dlcr_data.gate import IdentityGate
-from dlcr_data.generate import GenerationRequest, Generator, make_generator
+from dlcr_data.build.annotate.body_shape import GeometricShapeScorer
+from dlcr_data.build.annotate.gate import IdentityGate
+from dlcr_data.build.generate import GenerationRequest, Generator, make_generator
+from dlcr_data.build.outfit_clusters import outfit_clusters_from_records
+from dlcr_data.build.parse import OracleParser, clothing_mask
+from dlcr_data.build.plan import plan_variants
 from dlcr_data.loaders.demo import Demo
-from dlcr_data.parse import OracleParser, clothing_mask
-from dlcr_data.plan import plan_variants
 from dlcr_data.records import Record
 from dlcr_data.reid.model import DEMO_IMAGE_SIZE, ReIDConfig, ReIDModel, save_checkpoint
 from dlcr_data.reid.train import extract_images
-from dlcr_data.sampling import outfit_clusters_from_records
 
 GENERATOR_NAMES = ("recolor", "clone", "swap")  # recolor first: the peer
 PER_IMAGE = (*GENERATOR_NAMES, "body_shape", "gate", "extract")

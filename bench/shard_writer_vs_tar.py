@@ -1,4 +1,4 @@
-"""Shard writing vs GNU tar: `dlcr_data.shards.ShardWriter` against `tar -cf` of the same members as loose files.
+"""Shard writing vs GNU tar: `dlcr_data.build.shards.ShardWriter` against `tar -cf` of the same members as loose files.
 
 N demo-like samples (the demo's train images and clothing masks as PNG, plus the sample JSON a build writes) are
 encoded once, untimed. Each repetition then times, in alternating order:
@@ -29,9 +29,9 @@ from _common import flush_writes, median, table, write_result
 from PIL import Image
 
 from dlcr_data import loaders
-from dlcr_data.io import sha256_file
-from dlcr_data.parse import OracleParser, clothing_mask
-from dlcr_data.shards import SAMPLE_FIELDS, ShardWriter, encode_image, encode_sample
+from dlcr_data.build.parse import OracleParser, clothing_mask
+from dlcr_data.build.shards import SAMPLE_FIELDS, ShardWriter, encode_image, encode_sample
+from dlcr_data.files import sha256_file
 
 GOAL_RATIO = 0.8
 

@@ -1,3 +1,3 @@
-from .cli import main
+from dlcr_data.cli import main
 
 main()

@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, loaders
-from .errors import UserError
-from .garments import DEFAULT_MASK_CLASSES
+from dlcr_data import __version__, loaders
+from dlcr_data.errors import UserError
+from dlcr_data.vocab.garments import DEFAULT_MASK_CLASSES
 
 app = typer.Typer(
     name="dlcr-data",
@@ -117,9 +117,9 @@ def demo(
     n: Annotated[int, typer.Option("--n", min=1, help="Identities shown in the preview.")] = 8,
 ) -> None:
     """Render the embedded demo dataset (offline, deterministic), inspect it and write a preview PNG."""
-    from .demo import DemoConfig
-    from .demo.preview import sample_sheet
-    from .io import save_png_atomic
+    from dlcr_data.demo import DemoConfig
+    from dlcr_data.demo.preview import sample_sheet
+    from dlcr_data.files import save_png_atomic
 
     config = DemoConfig(seed=seed, num_ids=ids, images_per_camera=images_per_camera)
     spec = loaders.demo.Demo(config)
@@ -204,8 +204,8 @@ def build(
     Resumable: rerun the same command after an interruption. Distributed: `accelerate launch -m dlcr_data build ...`
     or `torchrun --nproc_per_node N -m dlcr_data build ...`.
     """
-    from .build import BuildOptions
-    from .build import build as run_build
+    from dlcr_data.build import BuildOptions
+    from dlcr_data.build import build as run_build
 
     options = BuildOptions(
         dataset=dataset,
@@ -241,7 +241,7 @@ def build(
         compile=compile,
         overwrite=overwrite,
     )
-    from .progress import RichReporter
+    from dlcr_data.progress import RichReporter
 
     with RichReporter(console) as reporter:
         try:
@@ -285,8 +285,8 @@ def preview(
     split: Annotated[str, typer.Option(help="Which split's shards to show.")] = "train",
 ) -> None:
     """Write a contact sheet: per row a source image, its mask and its variants, captioned with the target text."""
-    from .io import save_png_atomic
-    from .preview import contact_sheet
+    from dlcr_data.cards.preview import contact_sheet
+    from dlcr_data.files import save_png_atomic
 
     sheet = contact_sheet(out, n=n, dataset=dataset, split=split)
     path = save_png_atomic(sheet, png or Path(out) / "preview.png")
@@ -300,7 +300,7 @@ def card(
     repo_id: Annotated[str, typer.Option(help="Repo id shown in the loading examples.")] = "USER/REPO",
 ) -> None:
     """Re-render the dataset card (OUT/README.md) and its preview from the manifest."""
-    from .hub import render_card
+    from dlcr_data.hub import render_card
 
     console.print(f"card: {render_card(out, repo_id)}")
 
@@ -319,7 +319,7 @@ def push_to_hub(
     ] = False,
 ) -> None:
     """Publish a build as a Hugging Face dataset (resumable: rerun after an interruption)."""
-    from . import hub
+    from dlcr_data import hub
 
     if include_source:
         typer.echo(hub.LICENCE_WARNING, err=True)
@@ -413,8 +413,8 @@ def train_command(
     """Train the reference ReID model (ResNet + BN-neck; CE + triplet; optional CAL), optionally with DLCR pairing
     and progressive learning on a build's variants, DG-Net's teacher labels and fine-grained head, CLIP3DReID's
     CLIP distillation. `accelerate launch -m dlcr_data train ...` for multi-GPU."""
-    from .progress import RichReporter
-    from .reid.train import TrainConfig, train
+    from dlcr_data.progress import RichReporter
+    from dlcr_data.reid.train import TrainConfig, train
 
     config = TrainConfig(
         dataset=dataset,
@@ -465,7 +465,7 @@ def evaluate_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
 ) -> None:
     """Evaluate a checkpoint on every protocol of a dataset (CAL semantics), with and without refinement."""
-    from .reid.evaluate import evaluate_checkpoint
+    from dlcr_data.reid.evaluate import evaluate_checkpoint
 
     out = out or Path(checkpoint) / "eval"
     with console.status("extracting features and evaluating…"):
@@ -506,8 +506,8 @@ def experiment_command(
 
     With --all (about 27 min on 2 cores, 22 after `make demo`): the ClonedPerson, DG-Net and CLIP3DReID
     features, one run each, with the same budget."""
-    from .progress import RichReporter
-    from .reid.experiment import ExperimentConfig, run_experiment
+    from dlcr_data.experiment import ExperimentConfig, run_experiment
+    from dlcr_data.progress import RichReporter
 
     if dataset != "demo":
         raise UserError(f"`experiment` has a recipe for the demo only, not {dataset!r}; use `train` and `evaluate`")

@@ -16,10 +16,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, loaders
-from .errors import UserError
-from .io import sha256_file, write_text_atomic
-from .records import SAMPLE_SCHEMA, sample_features
+from dlcr_data import __version__, loaders
+from dlcr_data.errors import UserError
+from dlcr_data.files import sha256_file, write_text_atomic
+from dlcr_data.records import SAMPLE_SCHEMA, sample_features
 
 CARD_TEMPLATE = Path(__file__).parent / "cards" / "dataset_card.md"
 UPLOAD_ALLOW = ["README.md", "manifest.json", "preview.png", "*/*.tar"]
@@ -169,8 +169,8 @@ def render_card(out: Path, repo_id: str = "USER/REPO", include_source: bool = Fa
     """Write `OUT/README.md` (and `OUT/preview.png` if missing) from the manifest; returns the card path."""
     from huggingface_hub import DatasetCard
 
-    from .io import save_png_atomic
-    from .preview import contact_sheet
+    from dlcr_data.cards.preview import contact_sheet
+    from dlcr_data.files import save_png_atomic
 
     out = Path(out)
     manifest = read_manifest(out)
@@ -274,7 +274,7 @@ def _citation(name: str) -> str:
 # -- source images (only on request) ----------------------------------------------------------------------------
 def write_source_shards(out: Path, shard_samples: int = 1000) -> list[Path]:
     """`<dataset>-source/<split>-NNNNN.tar` with the original image bytes and record of every built source."""
-    from .shards import ShardWriter
+    from dlcr_data.build.shards import ShardWriter
 
     out = Path(out)
     written = []

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .build import Reporter, process_state
+from dlcr_data.build import Reporter, process_state
 
 
 class RichReporter(Reporter):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dlcr_data.body_shape import (
+from dlcr_data.build.annotate.body_shape import (
     BODY_SHAPE_WORDS,
     MEASURED_WORDS,
     UNKNOWN,
@@ -26,12 +26,12 @@ from dlcr_data.body_shape import (
     summarise_identities,
     top_words,
 )
+from dlcr_data.build.parse import OracleParser
 from dlcr_data.demo import DemoConfig, render_demo
 from dlcr_data.demo.plan import Plan
 from dlcr_data.errors import UserError
-from dlcr_data.garments import CLASS_ID
-from dlcr_data.models import ModelNotFound
-from dlcr_data.parse import OracleParser
+from dlcr_data.pretrained import ModelNotFound
+from dlcr_data.vocab.garments import CLASS_ID
 
 N_WORDS = len(BODY_SHAPE_WORDS)
 DEMO = DemoConfig(seed=0, num_ids=24, images_per_camera=2)
@@ -305,7 +305,7 @@ def test_a_model_that_is_not_clip_is_refused(tmp_path):
     """`CLIPModel.from_pretrained` would load any folder with random CLIP weights and only warn."""
     from transformers import ResNetConfig, ResNetModel
 
-    from dlcr_data.body_shape import make_shape_scorer
+    from dlcr_data.build.annotate.body_shape import make_shape_scorer
     from dlcr_data.errors import UserError
 
     ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 8], depths=[1, 1])).save_pretrained(tmp_path)

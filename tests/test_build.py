@@ -21,12 +21,12 @@ from typer.testing import CliRunner
 
 from dlcr_data import loaders
 from dlcr_data.build import BuildOptions, build
+from dlcr_data.build.plan import plan_variants
+from dlcr_data.build.shards import SAMPLE_FIELDS
 from dlcr_data.cli import app
 from dlcr_data.demo import DemoConfig, render_demo
-from dlcr_data.io import sha256_file
-from dlcr_data.plan import plan_variants
+from dlcr_data.files import sha256_file
 from dlcr_data.records import Record
-from dlcr_data.shards import SAMPLE_FIELDS
 
 TINY = DemoConfig(seed=3, num_ids=6, images_per_camera=2)
 BIN = Path(sys.executable).parent

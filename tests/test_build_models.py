@@ -23,10 +23,10 @@ from tiny_models import save_tiny_segformer, save_tiny_segformer_halves
 from typer.testing import CliRunner
 
 from dlcr_data import loaders
+from dlcr_data.build.parse import clothing_mask, load_garment_map
+from dlcr_data.build.shards import SAMPLE_FIELDS
 from dlcr_data.cli import app
-from dlcr_data.io import sha256_file
-from dlcr_data.parse import clothing_mask, load_garment_map
-from dlcr_data.shards import SAMPLE_FIELDS
+from dlcr_data.files import sha256_file
 
 runner = CliRunner()
 SIZE = (32, 64)  # W x H of the rewritten fixture images, and the generation resolution

@@ -17,7 +17,7 @@ from dlcr_data.demo.identity import PALETTE
 from dlcr_data.demo.labels import ARMS, FACE, HAIR, LEGS, LOWER, SHOES, UPPER
 from dlcr_data.demo.preview import sample_sheet
 from dlcr_data.errors import UserError
-from dlcr_data.io import save_png_atomic
+from dlcr_data.files import save_png_atomic
 from dlcr_data.loaders import get
 from dlcr_data.loaders.base import Loaded, SplitStats
 from dlcr_data.loaders.demo import Demo, demo_stats

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlcr_data.colors import find_colour
-from dlcr_data.demo import DemoConfig
-from dlcr_data.describe import (
+from dlcr_data.build.describe import (
     STRICT_SUFFIX,
     ColorDescriber,
     OracleDescriber,
@@ -26,11 +24,13 @@ from dlcr_data.describe import (
     parse_outfit_text,
     read_outfits,
 )
+from dlcr_data.demo import DemoConfig
 from dlcr_data.errors import UserError
-from dlcr_data.garments import CLASS_ID
 from dlcr_data.loaders.base import Loaded
 from dlcr_data.loaders.demo import Demo
-from dlcr_data.models import ModelNotFound
+from dlcr_data.pretrained import ModelNotFound
+from dlcr_data.vocab.colors import find_colour
+from dlcr_data.vocab.garments import CLASS_ID
 
 # Demo mask label (0 bg, 1 hair, 2 face, 3 upper, 4 lower, 5 shoes, 6 arms, 7 legs) -> canonical class id.
 DEMO_LUT = np.array(

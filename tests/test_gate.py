@@ -12,14 +12,14 @@ import torch
 from PIL import Image
 
 from dlcr_data import loaders
+from dlcr_data.build.annotate.gate import DEFAULT_THRESHOLD, FALLBACK_SIZE, GateDecision, IdentityGate, outside_changed
+from dlcr_data.build.generate import GenerationRequest
+from dlcr_data.build.generate.recolor import RecolorGenerator
 from dlcr_data.demo import DemoConfig, render_demo
 from dlcr_data.demo.labels import LOWER, UPPER
 from dlcr_data.errors import UserError
-from dlcr_data.gate import DEFAULT_THRESHOLD, FALLBACK_SIZE, GateDecision, IdentityGate, outside_changed
-from dlcr_data.generate import GenerationRequest
-from dlcr_data.generate.recolor import RecolorGenerator
 from dlcr_data.loaders.demo import Demo
-from dlcr_data.models import ModelNotFound
+from dlcr_data.pretrained import ModelNotFound
 from dlcr_data.reid.data import normalize, to_uint8
 from dlcr_data.reid.model import ReIDConfig, ReIDModel, save_checkpoint
 
@@ -193,7 +193,7 @@ def test_outside_mask_changes_are_detected(checkpoint, demo):
 
 def _canonical_garments(mask: np.ndarray) -> np.ndarray:
     """The mask as canonical 'upper' garments, enough for the recolour generator."""
-    from dlcr_data.garments import CLASS_ID
+    from dlcr_data.vocab.garments import CLASS_ID
 
     return np.where(mask, CLASS_ID["upper"], CLASS_ID["background"]).astype(np.uint8)
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlcr_data.colors import colour_rgb, find_pattern, name_colour, rgb_to_lab
+from dlcr_data.build.generate import GENERATORS, GenerationRequest, Generator, composite, make_generator
+from dlcr_data.build.generate.composite import from_model_size, to_model_size
+from dlcr_data.build.generate.recolor import RecolorGenerator, _target_lab, recolour_pixels, region_shading, second_tone
 from dlcr_data.errors import UserError
-from dlcr_data.garments import CLASS_ID
-from dlcr_data.generate import GENERATORS, GenerationRequest, Generator, composite, make_generator
-from dlcr_data.generate.composite import from_model_size, to_model_size
-from dlcr_data.generate.recolor import RecolorGenerator, _target_lab, recolour_pixels, region_shading, second_tone
-from dlcr_data.models import ModelNotFound
+from dlcr_data.pretrained import ModelNotFound
+from dlcr_data.vocab.colors import colour_rgb, find_pattern, name_colour, rgb_to_lab
+from dlcr_data.vocab.garments import CLASS_ID
 
 
 def person(w: int = 64, h: int = 128, seed: int = 0) -> tuple[Image.Image, np.ndarray]:

@@ -10,13 +10,7 @@ import pytest
 from PIL import Image
 from tiny_models import CLOTHES_LABELS, force_label
 
-from dlcr_data.demo import DemoConfig, render_demo
-from dlcr_data.demo.labels import ARMS, FACE, HAIR, LEGS, LOWER, SHOES, UPPER
-from dlcr_data.errors import UserError
-from dlcr_data.garments import CLASS_ID, CLASSES
-from dlcr_data.loaders.demo import Demo
-from dlcr_data.models import ModelNotFound
-from dlcr_data.parse import (
+from dlcr_data.build.parse import (
     PARSERS,
     OracleParser,
     SegformerParser,
@@ -26,7 +20,13 @@ from dlcr_data.parse import (
     make_parser,
     parse_records,
 )
+from dlcr_data.demo import DemoConfig, render_demo
+from dlcr_data.demo.labels import ARMS, FACE, HAIR, LEGS, LOWER, SHOES, UPPER
+from dlcr_data.errors import UserError
+from dlcr_data.loaders.demo import Demo
+from dlcr_data.pretrained import ModelNotFound
 from dlcr_data.records import Record
+from dlcr_data.vocab.garments import CLASS_ID, CLASSES
 
 TINY_DEMO = DemoConfig(num_ids=4, images_per_camera=1)
 DEMO_TO_CLASS = {0: "background", HAIR: "hair", FACE: "face", UPPER: "upper", LOWER: "lower", SHOES: "shoes"}

@@ -13,7 +13,7 @@ from dlcr_data import loaders
 from dlcr_data.build import BuildOptions, build
 from dlcr_data.cli import app
 from dlcr_data.demo import DemoConfig, render_demo
-from dlcr_data.reid.experiment import ExperimentConfig, run_experiment
+from dlcr_data.experiment import ExperimentConfig, run_experiment
 
 TINY = DemoConfig(seed=11, num_ids=6, images_per_camera=2)
 runner = CliRunner()

@@ -12,7 +12,7 @@ import torch
 from dlcr_data.build import BuildOptions, build
 from dlcr_data.demo import DemoConfig, render_demo
 from dlcr_data.errors import UserError
-from dlcr_data.models import ModelNotFound
+from dlcr_data.pretrained import ModelNotFound
 from dlcr_data.reid.data import (
     LabelMaps,
     PairedBatchSampler,

@@ -10,13 +10,7 @@ import pytest
 from PIL import Image
 
 from dlcr_data import loaders
-from dlcr_data.demo import DemoConfig, render_demo
-from dlcr_data.errors import UserError
-from dlcr_data.loaders.demo import Demo
-from dlcr_data.parse import OracleParser
-from dlcr_data.plan import SAMPLERS, derive_seed, plan_variants
-from dlcr_data.records import Record
-from dlcr_data.sampling import (
+from dlcr_data.build.outfit_clusters import (
     EMBEDDING_SIZE,
     OutfitClusters,
     auto_rho,
@@ -28,6 +22,12 @@ from dlcr_data.sampling import (
     pairwise_distances,
     quantile_eps,
 )
+from dlcr_data.build.parse import OracleParser
+from dlcr_data.build.plan import SAMPLERS, derive_seed, plan_variants
+from dlcr_data.demo import DemoConfig, render_demo
+from dlcr_data.errors import UserError
+from dlcr_data.loaders.demo import Demo
+from dlcr_data.records import Record
 
 
 def euclidean(points: np.ndarray) -> np.ndarray:

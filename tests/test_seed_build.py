@@ -14,11 +14,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dlcr_data import loaders
-from dlcr_data.body_shape import BODY_SHAPE_WORDS, VOCABULARY
 from dlcr_data.build import BuildOptions, build
+from dlcr_data.build.annotate.body_shape import BODY_SHAPE_WORDS, VOCABULARY
+from dlcr_data.build.shards import SAMPLE_FIELDS
 from dlcr_data.cli import app
 from dlcr_data.demo import DemoConfig, render_demo
-from dlcr_data.shards import SAMPLE_FIELDS
 
 TINY = DemoConfig(seed=5, num_ids=8, images_per_camera=2)
 
@@ -163,7 +163,7 @@ def test_refinement_on_a_gated_build_stands_in_the_query_for_rejected_variants(d
 
 
 def test_a_donor_variant_identical_to_its_source_is_skipped_and_listed(demo_root, tmp_path, monkeypatch):
-    from dlcr_data.generate.clone import CloneGenerator
+    from dlcr_data.build.generate.clone import CloneGenerator
 
     monkeypatch.setattr(CloneGenerator, "generate", lambda self, batch: [r.image.copy() for r in batch])
     entry = quick(demo_root, tmp_path / "copies", variants=1, generator="clone")

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlcr_data.colors import rgb_to_lab
-from dlcr_data.demo.plan import DemoConfig
-from dlcr_data.demo.render import _plan, render_shot
-from dlcr_data.errors import UserError
-from dlcr_data.garments import CLASS_ID, OUTFIT_PARTS
-from dlcr_data.generate import GENERATORS, GenerationRequest, Generator, make_generator, needs_donor
-from dlcr_data.generate.clone import (
+from dlcr_data.build.generate import GENERATORS, GenerationRequest, Generator, make_generator, needs_donor
+from dlcr_data.build.generate.clone import (
     CloneGenerator,
     apply_homography,
     donor_core,
@@ -20,9 +15,14 @@ from dlcr_data.generate.clone import (
     homography,
     min_area_rect,
 )
-from dlcr_data.generate.cloth_cell import find_cell, mirror_index, mirror_tile, window_scores
-from dlcr_data.generate.swap import SwapGenerator, adain_lab, stripe_regions
-from dlcr_data.parse import OracleParser, clothing_mask
+from dlcr_data.build.generate.cloth_cell import find_cell, mirror_index, mirror_tile, window_scores
+from dlcr_data.build.generate.swap import SwapGenerator, adain_lab, stripe_regions
+from dlcr_data.build.parse import OracleParser, clothing_mask
+from dlcr_data.demo.plan import DemoConfig
+from dlcr_data.demo.render import _plan, render_shot
+from dlcr_data.errors import UserError
+from dlcr_data.vocab.colors import rgb_to_lab
+from dlcr_data.vocab.garments import CLASS_ID, OUTFIT_PARTS
 
 GENERATOR_CLASSES = {"clone": CloneGenerator, "swap": SwapGenerator}
 
@@ -90,7 +90,7 @@ def test_registry_and_needs_donor(monkeypatch):
         assert needs_donor(name) is True and needs_donor(name.upper()) is True
     assert needs_donor("recolor") is False
 
-    from dlcr_data.generate import diffusion
+    from dlcr_data.build.generate import diffusion
 
     def no_model(*args, **kwargs):
         raise AssertionError("needs_donor must not build the diffusion generator")

@@ -9,9 +9,9 @@ import tarfile
 import pytest
 import webdataset as wds
 
-from dlcr_data.io import sha256_file
-from dlcr_data.plan import PlannedVariant
-from dlcr_data.shards import ShardWriter, TarStream, assign_shards, encode_sample
+from dlcr_data.build.plan import PlannedVariant
+from dlcr_data.build.shards import ShardWriter, TarStream, assign_shards, encode_sample
+from dlcr_data.files import sha256_file
 
 
 def samples(seed: int) -> list[dict]:

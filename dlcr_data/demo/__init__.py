@@ -7,8 +7,8 @@ ground-truth parsing masks and outfit texts), so the same loader code reads it; 
 
 from __future__ import annotations
 
-from .labels import LABELS, colourise
-from .plan import DemoConfig, Plan
-from .render import default_demo_root, is_complete, render_demo
+from dlcr_data.demo.labels import LABELS, colourise
+from dlcr_data.demo.plan import DemoConfig, Plan
+from dlcr_data.demo.render import default_demo_root, is_complete, render_demo
 
 __all__ = ["LABELS", "DemoConfig", "Plan", "colourise", "default_demo_root", "is_complete", "render_demo"]

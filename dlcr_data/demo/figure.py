@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from .identity import Outfit, Traits
-from .labels import ARMS, FACE, HAIR, LEGS, LOWER, SHOES, UPPER
+from dlcr_data.demo.identity import Outfit, Traits
+from dlcr_data.demo.labels import ARMS, FACE, HAIR, LEGS, LOWER, SHOES, UPPER
 
 FAR_SHADE = 185  # far-side limbs in side view
 

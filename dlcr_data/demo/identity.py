@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..colors import VOCABULARY
+from dlcr_data.vocab.colors import VOCABULARY
 
 # Clothes colours, shared by every identity: two people can wear the same colours, which is what makes
 # colour a shortcut that fails when clothes change. Kept far apart so a colour name is recoverable from pixels.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .identity import PALETTE, Outfit, Traits
-from .labels import ARMS, FACE, HAIR, LEGS, LOWER, SHOES, UPPER
-from .plan import Camera
+from dlcr_data.demo.identity import PALETTE, Outfit, Traits
+from dlcr_data.demo.labels import ARMS, FACE, HAIR, LEGS, LOWER, SHOES, UPPER
+from dlcr_data.demo.plan import Camera
 
 
 def _frac(a: np.ndarray) -> np.ndarray:

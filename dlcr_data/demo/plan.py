@@ -10,7 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .identity import Outfit, Traits, sample_outfits, sample_traits
+from dlcr_data.demo.identity import Outfit, Traits, sample_outfits, sample_traits
 
 FORMAT_VERSION = 2  # 2: outfit texts always name the pattern
 SPLIT_FOLDERS = {"train": "train", "query": "query", "gallery": "test"}  # loader split -> LTCC folder

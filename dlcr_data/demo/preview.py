@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .labels import colourise
-from .plan import SPLIT_FOLDERS
+from dlcr_data.demo.labels import colourise
+from dlcr_data.demo.plan import SPLIT_FOLDERS
 
 SHOTS_PER_OUTFIT = 2
 MAX_OUTFITS = 3
@@ -20,7 +20,7 @@ PAD = 4
 
 def _index(root: Path) -> dict[int, dict[str, list[Path]]]:
     """pid -> clothes_id -> image paths, sorted by name (parsed like LTCC)."""
-    from ..loaders.ltcc import parse_name  # lazy: keeps the demo package free of the loaders' imports
+    from dlcr_data.loaders.ltcc import parse_name  # lazy: keeps the demo package free of the loaders' imports
 
     out: dict[int, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
     for folder in SPLIT_FOLDERS.values():

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 
-from ..errors import UserError
-from .base import Loaded, SourceDataset, SplitStats, default_data_root
-from .ccvid import CCVID
-from .demo import Demo
-from .last import LaST
-from .ltcc import LTCC
-from .prcc import PRCC
-from .vcclothes import VCClothes
+from dlcr_data.errors import UserError
+from dlcr_data.loaders.base import Loaded, SourceDataset, SplitStats, default_data_root
+from dlcr_data.loaders.ccvid import CCVID
+from dlcr_data.loaders.demo import Demo
+from dlcr_data.loaders.last import LaST
+from dlcr_data.loaders.ltcc import LTCC
+from dlcr_data.loaders.prcc import PRCC
+from dlcr_data.loaders.vcclothes import VCClothes
 
 DATASETS: dict[str, type[SourceDataset]] = {d.name: d for d in (PRCC, LTCC, VCClothes, CCVID, LaST, Demo)}
 

@@ -18,8 +18,8 @@ from typing import ClassVar
 
 from PIL import Image
 
-from ..errors import DatasetNotFound
-from ..records import Record, Skipped, make_key
+from dlcr_data.errors import DatasetNotFound
+from dlcr_data.records import Record, Skipped, make_key
 
 DATA_ROOT_ENV = "DLCR_DATA_ROOT"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
-from ..records import Record, Skipped, make_key
-from .base import SourceDataset, SplitStats, relpath
+from dlcr_data.loaders.base import SourceDataset, SplitStats, relpath
+from dlcr_data.records import Record, Skipped, make_key
 
 # Sessions 1 and 2 share camera numbers; CAL shifts session 3 by 12 to keep its cameras apart.
 SESSION3_OFFSET = 12

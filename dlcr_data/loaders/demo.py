@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from ..demo import DemoConfig, Plan, default_demo_root, render_demo
-from ..demo.plan import SPLIT_FOLDERS
-from ..records import Record, Skipped
-from .base import SourceDataset, SplitStats
-from .ltcc import scan_flat_splits
+from dlcr_data.demo import DemoConfig, Plan, default_demo_root, render_demo
+from dlcr_data.demo.plan import SPLIT_FOLDERS
+from dlcr_data.loaders.base import SourceDataset, SplitStats
+from dlcr_data.loaders.ltcc import scan_flat_splits
+from dlcr_data.records import Record, Skipped
 
 
 def demo_stats(config: DemoConfig | None = None) -> dict[str, SplitStats]:

@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import datasets
 
-from ..records import Record, source_features
-from . import DATASETS, get
+from dlcr_data.loaders import DATASETS, get
+from dlcr_data.records import Record, source_features
 
 
 class SourceConfig(datasets.BuilderConfig):

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from ..records import Record, Skipped, make_key
-from .base import SourceDataset, SplitStats, list_images, relpath
+from dlcr_data.loaders.base import SourceDataset, SplitStats, list_images, relpath
+from dlcr_data.records import Record, Skipped, make_key
 
 # split -> (folder, nested in <pid>/ folders). Decided by the split: CAL and the official code test whether
 # 'query' occurs anywhere in the path, so a root such as `query_data/` would glob the gallery flat.

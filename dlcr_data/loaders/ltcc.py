@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from ..records import Record, Skipped
-from .base import SourceDataset, SplitStats, scan_flat
+from dlcr_data.loaders.base import SourceDataset, SplitStats, scan_flat
+from dlcr_data.records import Record, Skipped
 
 # Anchored on the basename: CAL matches the full path, so a parent such as `my_code/` corrupts the clothes key.
 NAME_RULE = re.compile(r"^(\d+)_(\d+)_c(\d+)_")

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from ..records import Record, Skipped, make_key
-from .base import SourceDataset, SplitStats, list_images, relpath
+from dlcr_data.loaders.base import SourceDataset, SplitStats, list_images, relpath
+from dlcr_data.records import Record, Skipped, make_key
 
 CAMERAS = {"A": 0, "B": 1, "C": 2}
 

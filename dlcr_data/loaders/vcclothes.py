@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from ..records import Record, Skipped
-from .base import SourceDataset, SplitStats, scan_flat
+from dlcr_data.loaders.base import SourceDataset, SplitStats, scan_flat
+from dlcr_data.records import Record, Skipped
 
 # Anchored on the basename: CAL matches the full path, so a parent such as `2024-01-02-03/` hijacks it.
 NAME_RULE = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)")

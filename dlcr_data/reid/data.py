@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import loaders
-from ..errors import UserError
-from ..expanded import load_expanded
-from ..records import Record
-from .sampler import IdentitySampler
+from dlcr_data import loaders
+from dlcr_data.errors import UserError
+from dlcr_data.expanded import load_expanded
+from dlcr_data.records import Record
+from dlcr_data.reid.sampler import IdentitySampler
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..body_shape import shape_text_embeddings
-from ..models import load_clip, load_pretrained, pooled_features
-from .data import IMAGENET_MEAN, IMAGENET_STD
+from dlcr_data.build.annotate.body_shape import shape_text_embeddings
+from dlcr_data.pretrained import load_clip, load_pretrained, pooled_features
+from dlcr_data.reid.data import IMAGENET_MEAN, IMAGENET_STD
 
 DISTILL_OPTION = "--distill"
 

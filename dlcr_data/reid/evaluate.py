@@ -15,16 +15,16 @@ from pathlib import Path
 
 import torch
 
-from .. import loaders
-from ..errors import UserError
-from ..io import write_bytes_atomic, write_json_atomic
-from ..loaders.vcclothes import filter_cameras
-from ..records import Record
-from .metrics import evaluate_rank, junk_mask
-from .model import ReIDModel, load_checkpoint
-from .protocols import Protocol, clip_indices, evaluate_dataset, protocols_for, tracklet_feature
-from .refine import refine_distances
-from .train import extract_features, extract_images
+from dlcr_data import loaders
+from dlcr_data.errors import UserError
+from dlcr_data.files import write_bytes_atomic, write_json_atomic
+from dlcr_data.loaders.vcclothes import filter_cameras
+from dlcr_data.records import Record
+from dlcr_data.reid.metrics import evaluate_rank, junk_mask
+from dlcr_data.reid.model import ReIDModel, load_checkpoint
+from dlcr_data.reid.protocols import Protocol, clip_indices, evaluate_dataset, protocols_for, tracklet_feature
+from dlcr_data.reid.refine import refine_distances
+from dlcr_data.reid.train import extract_features, extract_images
 
 SEQ_LEN = 8  # CCVID test clips (datasets.md §2.4)
 
@@ -65,7 +65,7 @@ def query_variants(
     A build filtered by the identity gate may hold fewer than k variants of a query: the rejected ones are stood
     in for by the query itself (`own`, (len(keys), D)), so its vote goes to its original ranking, not to a variant
     the gate judged to have lost the identity."""
-    from ..expanded import load_expanded
+    from dlcr_data.expanded import load_expanded
 
     try:
         variants = load_expanded(expanded, dataset, split=split)
@@ -90,8 +90,8 @@ def query_variants(
 
 def generate_query_variants(expanded: str, dataset: str, root: str | None, split: str, k: int) -> str:
     """Generate the query split's variants now, with the build's own options, into `<expanded>/refine/`."""
-    from ..build import BuildOptions, build
-    from ..hub import read_manifest
+    from dlcr_data.build import BuildOptions, build
+    from dlcr_data.hub import read_manifest
 
     entry = read_manifest(Path(expanded))["builds"].get(dataset)
     if entry is None:

@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from torch import nn
 
-from ..errors import UserError
-from ..io import write_bytes_atomic, write_json_atomic
-from ..models import load_pretrained
+from dlcr_data.errors import UserError
+from dlcr_data.files import write_bytes_atomic, write_json_atomic
+from dlcr_data.pretrained import load_pretrained
 
 BACKBONE_OPTION = "--backbone"
 CHECKPOINT_FORMAT = "dlcr-data/reid-checkpoint/1"

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..loaders.vcclothes import EVAL_PRESETS, filter_cameras
-from ..records import Record
-from .metrics import evaluate_features
+from dlcr_data.loaders.vcclothes import EVAL_PRESETS, filter_cameras
+from dlcr_data.records import Record
+from dlcr_data.reid.metrics import evaluate_features
 
 
 @dataclass(frozen=True)

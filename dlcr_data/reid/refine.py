@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .metrics import MEMORY_BUDGET
+from dlcr_data.reid.metrics import MEMORY_BUDGET
 
 
 def _identity_scores(sims: torch.Tensor, g_codes: torch.Tensor, num_ids: int) -> torch.Tensor:

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from dlcr_data.errors import UserError
 
 
 class IdentitySampler:

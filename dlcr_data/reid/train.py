@@ -43,12 +43,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .. import body_shape
-from ..build import Reporter
-from ..errors import UserError
-from ..io import write_bytes_atomic, write_json_atomic
-from ..records import Record
-from .data import (
+from dlcr_data.build import Reporter
+from dlcr_data.build.annotate import body_shape
+from dlcr_data.errors import UserError
+from dlcr_data.files import write_bytes_atomic, write_json_atomic
+from dlcr_data.records import Record
+from dlcr_data.reid.data import (
     PairedBatchSampler,
     ProgressiveSchedule,
     TrainSet,
@@ -59,8 +59,8 @@ from .data import (
     scale_epoch,
     to_uint8,
 )
-from .distill import ClipTeacher, DistillHeads
-from .losses import (
+from dlcr_data.reid.distill import ClipTeacher, DistillHeads
+from dlcr_data.reid.losses import (
     ClothesAdversarialLoss,
     CosFaceLoss,
     CrossEntropyLabelSmooth,
@@ -71,7 +71,7 @@ from .losses import (
     soft_target_kl,
     teacher_target,
 )
-from .model import (
+from dlcr_data.reid.model import (
     CheckpointState,
     ClothesClassifier,
     ReIDConfig,
@@ -80,7 +80,7 @@ from .model import (
     load_checkpoint,
     save_checkpoint,
 )
-from .sampler import IdentitySampler
+from dlcr_data.reid.sampler import IdentitySampler
 
 CONFIG_FILE = "train_config.json"
 # Options that do not change what is learnt, so a rerun may change them (epochs: a rerun trains further).

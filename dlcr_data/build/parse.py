@@ -17,11 +17,11 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from .errors import UserError
-from .garments import CLASS_ID, DEFAULT_MASK_CLASSES, canonical_class, check_classes
-from .io import save_png_atomic
-from .models import default_device, default_dtype, load_pretrained
-from .records import Record, Skipped
+from dlcr_data.errors import UserError
+from dlcr_data.files import save_png_atomic
+from dlcr_data.pretrained import default_device, default_dtype, load_pretrained
+from dlcr_data.records import Record, Skipped
+from dlcr_data.vocab.garments import CLASS_ID, DEFAULT_MASK_CLASSES, canonical_class, check_classes
 
 DEFAULT_SEGFORMER_MODEL = "mattmdjaga/segformer_b2_clothes"  # public SegFormer-B2 trained on ATR clothes parsing
 MODEL_OPTION = "--parser-model"
@@ -134,7 +134,7 @@ class OracleParser:
         self.lut[: len(self.DEMO_CLASSES)] = [CLASS_ID[c] for c in self.DEMO_CLASSES]
 
     def parse(self, images: list[Image.Image], records: list[Record], root: Path) -> list[np.ndarray]:
-        from .loaders.demo import Demo
+        from dlcr_data.loaders.demo import Demo
 
         maps = []
         for image, record in zip(images, records, strict=True):

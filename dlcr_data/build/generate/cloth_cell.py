@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..colors import rgb_to_lab
+from dlcr_data.vocab.colors import rgb_to_lab
 
 MAX_WINDOW = 8  # cells, as ClonedPerson's k <= 8
 CELLS_ACROSS = 16  # ClonedPerson's feature grid is 16 cells across a garment crop (128 px wide at 1/8)

@@ -28,10 +28,10 @@ import itertools
 import numpy as np
 from PIL import Image
 
-from ..colors import lab_to_rgb, rgb_to_lab
-from ..garments import OUTFIT_CLASSES, OUTFIT_PARTS
-from .base import GenerationRequest
-from .clone import donor_arrays, donor_core, feather_into_mask, fringe_pixels
+from dlcr_data.build.generate.base import GenerationRequest
+from dlcr_data.build.generate.clone import donor_arrays, donor_core, feather_into_mask, fringe_pixels
+from dlcr_data.vocab.colors import lab_to_rgb, rgb_to_lab
+from dlcr_data.vocab.garments import OUTFIT_CLASSES, OUTFIT_PARTS
 
 STRIPES = 4  # DG-Net pools its appearance code over 4 horizontal parts
 _GREY_CHROMA, _HUE_CHROMA = 3.0, 10.0  # Lab chroma: below the first a mean hue is noise, above the second it counts

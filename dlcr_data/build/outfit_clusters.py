@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .colors import rgb_to_lab
-from .garments import OUTFIT_PARTS
-from .records import Record
+from dlcr_data.records import Record
+from dlcr_data.vocab.colors import rgb_to_lab
+from dlcr_data.vocab.garments import OUTFIT_PARTS
 
 DEFAULT_MIN_SAMPLES = 5  # ClonedPerson's DBSCAN(min_samples=5)
 # ClonedPerson's rho (0.0016, demo 0.003) is for image-level QAConv distances over tens of thousands of images. Here

@@ -6,10 +6,10 @@ import warnings
 
 from PIL import Image
 
-from ..errors import UserError
-from ..models import default_device, default_dtype, load_pretrained
-from .base import GenerationRequest
-from .composite import composite, from_model_size, to_model_size
+from dlcr_data.build.generate.base import GenerationRequest
+from dlcr_data.build.generate.composite import composite, from_model_size, to_model_size
+from dlcr_data.errors import UserError
+from dlcr_data.pretrained import default_device, default_dtype, load_pretrained
 
 # runwayml's repo (used by DLCR) was removed in 2024; this is its community mirror.
 DEFAULT_INPAINT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"

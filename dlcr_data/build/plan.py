@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import UserError
-from .io import write_text_atomic
-from .records import Record
+from dlcr_data.errors import UserError
+from dlcr_data.files import write_text_atomic
+from dlcr_data.records import Record
 
 if TYPE_CHECKING:
-    from .sampling import OutfitClusters
+    from dlcr_data.build.outfit_clusters import OutfitClusters
 
 DEFAULT_PROMPT_TEMPLATE = "a person wearing {top}, {bottom} and {shoes}"
 SAMPLERS = ("random", "similarity-diversity")

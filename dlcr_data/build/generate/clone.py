@@ -22,10 +22,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..garments import OUTFIT_CLASSES, OUTFIT_PARTS
-from .base import GenerationRequest
-from .cloth_cell import find_cell, mirror_index
-from .recolor import region_shading
+from dlcr_data.build.generate.base import GenerationRequest
+from dlcr_data.build.generate.cloth_cell import find_cell, mirror_index
+from dlcr_data.build.generate.recolor import region_shading
+from dlcr_data.vocab.garments import OUTFIT_CLASSES, OUTFIT_PARTS
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722])  # linear-light luminance (Rec. 709 / sRGB primaries)
 # sRGB distance below which a garment and its surroundings are too alike to tell a mixed edge pixel's share.

@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..colors import colour_rgb, find_colour, find_pattern, lab_to_rgb, rgb_to_lab
-from ..garments import OUTFIT_PARTS
-from .base import GenerationRequest
+from dlcr_data.build.generate.base import GenerationRequest
+from dlcr_data.vocab.colors import colour_rgb, find_colour, find_pattern, lab_to_rgb, rgb_to_lab
+from dlcr_data.vocab.garments import OUTFIT_PARTS
 
 # Target-text part -> the garment classes it recolours ("top | bottom | shoes").
 PART_CLASSES: tuple[tuple[int, ...], ...] = tuple(classes for _, classes in OUTFIT_PARTS)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from .io import sha256_file, temp_name, write_json_atomic
-from .plan import PlannedVariant
-from .records import SAMPLE_SCHEMA, Skipped
+from dlcr_data.build.plan import PlannedVariant
+from dlcr_data.files import sha256_file, temp_name, write_json_atomic
+from dlcr_data.records import SAMPLE_SCHEMA, Skipped
 
 SAMPLE_FIELDS: tuple[str, ...] = tuple(SAMPLE_SCHEMA)
 

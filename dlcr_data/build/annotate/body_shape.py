@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from PIL import Image
 
-from .errors import UserError
-from .garments import CLASS_ID
-from .models import default_device, default_dtype, load_clip, load_pretrained, pooled_features
+from dlcr_data.errors import UserError
+from dlcr_data.pretrained import default_device, default_dtype, load_clip, load_pretrained, pooled_features
+from dlcr_data.vocab.garments import CLASS_ID
 
 if TYPE_CHECKING:
     import torch

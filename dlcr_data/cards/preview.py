@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import UserError
+from dlcr_data.errors import UserError
 
 TILE_H = 128  # every tile is scaled to this height
 LINE_H = 11
@@ -26,7 +26,7 @@ def contact_sheet(out: Path, n: int = 8, dataset: str | None = None, split: str 
 
 
 def _build_entry(out: Path, dataset: str | None) -> tuple[dict, str]:
-    from .hub import read_manifest
+    from dlcr_data.hub import read_manifest
 
     builds = read_manifest(out)["builds"]
     if dataset is None:
@@ -55,7 +55,7 @@ def _first_sources(urls: list[str], n: int) -> list[tuple[str, list[dict]]]:
 
 def _source_images(dataset: str, root: str | None, keys: set[str]) -> dict[str, Image.Image]:
     """Source images by key, when the source root is still reachable (else the tile stays blank)."""
-    from . import loaders
+    from dlcr_data import loaders
 
     if not root or not Path(root).is_dir():
         return {}

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from PIL import Image
 
-from .errors import UserError
-from .models import default_device, load_pretrained, pooled_features
+from dlcr_data.errors import UserError
+from dlcr_data.pretrained import default_device, load_pretrained, pooled_features
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +68,7 @@ class CheckpointEmbedder:
     kind = "reid-checkpoint"
 
     def __init__(self, folder: Path, device: str, batch_size: int) -> None:
-        from .reid.model import load_checkpoint
+        from dlcr_data.reid.model import load_checkpoint
 
         self.model_id = str(folder)
         self.model, self.config, _ = load_checkpoint(folder, device)
@@ -78,7 +78,7 @@ class CheckpointEmbedder:
     def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
         import torch
 
-        from .reid.data import normalize, to_uint8
+        from dlcr_data.reid.data import normalize, to_uint8
 
         size = tuple(self.config.image_size)
         feats = []
@@ -118,7 +118,7 @@ class BackboneEmbedder:
     def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
         import torch
 
-        from .reid.data import normalize, to_uint8
+        from dlcr_data.reid.data import normalize, to_uint8
 
         rgb = [im.convert("RGB") for im in images]
         if self.processor is not None:
@@ -152,7 +152,7 @@ def _load_processor(ref: str):
     """The model's image processor (PIL backend: no torchvision needed), or None when it has none."""
     from transformers import AutoImageProcessor
 
-    from .models import ModelNotFound
+    from dlcr_data.pretrained import ModelNotFound
 
     local = Path(ref).expanduser()
     if local.is_dir() and not (local / "preprocessor_config.json").is_file():
@@ -179,7 +179,7 @@ def checkpoint_folder(ref: str) -> Path | None:
     if not folder.is_dir():
         return None
     if not (folder / "config.json").is_file() and (folder / "checkpoints").is_dir():
-        from .reid.train import latest_checkpoint  # lazy: reid.train imports the build module
+        from dlcr_data.reid.train import latest_checkpoint  # lazy: reid.train imports the build module
 
         folder = latest_checkpoint(folder) or folder
     try:
@@ -189,7 +189,7 @@ def checkpoint_folder(ref: str) -> Path | None:
     fmt = meta.get("format") if isinstance(meta, dict) else None
     if not isinstance(fmt, str) or not fmt.startswith(_CHECKPOINT_PREFIX):
         return None
-    from .reid.model import CHECKPOINT_FORMAT
+    from dlcr_data.reid.model import CHECKPOINT_FORMAT
 
     if fmt != CHECKPOINT_FORMAT:
         raise UserError(

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import UserError
+from dlcr_data.errors import UserError
 
 T = TypeVar("T")
 

@@ -27,12 +27,12 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from .colors import name_colour
-from .errors import UserError
-from .garments import CLASS_ID
-from .io import write_text_atomic
-from .models import default_device, default_dtype, load_pretrained
-from .records import Record, make_key
+from dlcr_data.errors import UserError
+from dlcr_data.files import write_text_atomic
+from dlcr_data.pretrained import default_device, default_dtype, load_pretrained
+from dlcr_data.records import Record, make_key
+from dlcr_data.vocab.colors import name_colour
+from dlcr_data.vocab.garments import CLASS_ID
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +222,8 @@ class OracleDescriber:
     @classmethod
     def for_dataset(cls, name: str, root: str | Path | None = None) -> OracleDescriber:
         """The texts a dataset ships; only the demo ships any."""
-        from .loaders import get
-        from .loaders.demo import Demo
+        from dlcr_data.loaders import get
+        from dlcr_data.loaders.demo import Demo
 
         if name.lower() != "demo":
             raise UserError(f"dataset {name} ships no outfit texts; use --describer vlm or color")

@@ -4,31 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import UserError
-from .base import GenerationRequest, Generator
-from .composite import composite
+from dlcr_data.build.generate.base import GenerationRequest, Generator
+from dlcr_data.build.generate.composite import composite
+from dlcr_data.errors import UserError
 
 
 def _diffusion(**options) -> Generator:
-    from .diffusion import DiffusionGenerator  # imports torch/diffusers only when asked for
+    from dlcr_data.build.generate.diffusion import DiffusionGenerator  # imports torch/diffusers only when asked for
 
     return DiffusionGenerator(**options)
 
 
 def _recolor(**options) -> Generator:
-    from .recolor import RecolorGenerator
+    from dlcr_data.build.generate.recolor import RecolorGenerator
 
     return RecolorGenerator(**options)
 
 
 def _clone(**options) -> Generator:
-    from .clone import CloneGenerator
+    from dlcr_data.build.generate.clone import CloneGenerator
 
     return CloneGenerator(**options)
 
 
 def _swap(**options) -> Generator:
-    from .swap import SwapGenerator
+    from dlcr_data.build.generate.swap import SwapGenerator
 
     return SwapGenerator(**options)
 
@@ -42,25 +42,27 @@ GENERATORS: dict[str, Callable[..., Generator]] = {
 
 
 def _diffusion_class() -> type:
-    from .diffusion import DiffusionGenerator  # the module imports torch/diffusers only when instantiated
+    from dlcr_data.build.generate.diffusion import (
+        DiffusionGenerator,  # the module imports torch/diffusers only when instantiated
+    )
 
     return DiffusionGenerator
 
 
 def _recolor_class() -> type:
-    from .recolor import RecolorGenerator
+    from dlcr_data.build.generate.recolor import RecolorGenerator
 
     return RecolorGenerator
 
 
 def _clone_class() -> type:
-    from .clone import CloneGenerator
+    from dlcr_data.build.generate.clone import CloneGenerator
 
     return CloneGenerator
 
 
 def _swap_class() -> type:
-    from .swap import SwapGenerator
+    from dlcr_data.build.generate.swap import SwapGenerator
 
     return SwapGenerator
 

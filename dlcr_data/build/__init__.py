@@ -18,13 +18,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from . import __version__, loaders
-from .errors import UserError
-from .garments import DEFAULT_MASK_CLASSES, check_classes
-from .io import remove_stale_temps, write_json_atomic
-from .plan import DEFAULT_PROMPT_TEMPLATE, PlannedVariant, plan_variants, read_plan, write_plan
-from .records import Record, Skipped
-from .shards import (
+from dlcr_data import __version__, loaders
+from dlcr_data.build.plan import DEFAULT_PROMPT_TEMPLATE, PlannedVariant, plan_variants, read_plan, write_plan
+from dlcr_data.build.shards import (
     ShardResult,
     ShardSpec,
     ShardWriter,
@@ -34,10 +30,14 @@ from .shards import (
     is_complete,
     write_manifest,
 )
+from dlcr_data.errors import UserError
+from dlcr_data.files import remove_stale_temps, write_json_atomic
+from dlcr_data.records import Record, Skipped
+from dlcr_data.vocab.garments import DEFAULT_MASK_CLASSES, check_classes
 
 if TYPE_CHECKING:  # imported lazily at run time: the CLI should not pay for torch before it needs it
-    from .gate import IdentityGate
-    from .generate import Generator
+    from dlcr_data.build.annotate.gate import IdentityGate
+    from dlcr_data.build.generate import Generator
 
 MANIFEST_FORMAT = "dlcr-data/build/1"
 # Backends used when an option says "auto": the demo ships masks and outfit texts, real datasets do not.
@@ -107,12 +107,12 @@ class BuildOptions:
             raise UserError("--variants, --shard-samples and --batch-size must be at least 1")
         if opts.image_format not in ("png", "jpg"):
             raise UserError(f"--image-format must be png or jpg, not {opts.image_format!r}")
-        from .plan import SAMPLERS
+        from dlcr_data.build.plan import SAMPLERS
 
         if opts.sampler not in SAMPLERS:
             raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, not {opts.sampler!r}")
         if opts.identity_gate is not None:  # a training run stands for its newest checkpoint: pin which one
-            from .gate import checkpoint_folder
+            from dlcr_data.build.annotate.gate import checkpoint_folder
 
             folder = checkpoint_folder(opts.identity_gate)
             opts = replace(opts, identity_gate=str(folder) if folder is not None else opts.identity_gate)
@@ -221,16 +221,16 @@ def model_refs(opts: BuildOptions) -> dict[str, str]:
     """The model each model-based stage will load (option value or the backend's default), by CLI option."""
     refs = {}
     if opts.parser == "segformer":
-        from .parse import DEFAULT_SEGFORMER_MODEL
+        from dlcr_data.build.parse import DEFAULT_SEGFORMER_MODEL
 
         refs["--parser-model"] = opts.parser_model or DEFAULT_SEGFORMER_MODEL
     if opts.describer == "vlm":
-        from .describe import DEFAULT_LLM, DEFAULT_VLM
+        from dlcr_data.build.describe import DEFAULT_LLM, DEFAULT_VLM
 
         refs["--vlm-model"] = opts.vlm_model or DEFAULT_VLM
         refs["--llm-model"] = opts.llm_model or DEFAULT_LLM
     if opts.generator == "diffusion":
-        from .generate.diffusion import DEFAULT_INPAINT_MODEL
+        from dlcr_data.build.generate.diffusion import DEFAULT_INPAINT_MODEL
 
         refs["--model"] = opts.model or DEFAULT_INPAINT_MODEL
     if opts.body_shape not in (None, GEOMETRY):
@@ -242,7 +242,7 @@ def model_refs(opts: BuildOptions) -> dict[str, str]:
 
 def _check_models(opts: BuildOptions) -> dict[str, dict[str, str]]:
     """Every model reference resolves before any work starts; returns id and revision per model option."""
-    from .models import check_ref
+    from dlcr_data.pretrained import check_ref
 
     return {
         option.removeprefix("--"): {"id": ref, "revision": check_ref(ref, option)}
@@ -295,7 +295,7 @@ def run_parse(ctx: BuildContext, records: list[Record]) -> set[str]:
     """Garment maps for every record (split across processes); returns the keys that have one."""
     from accelerate.utils import gather_object
 
-    from .parse import make_parser, map_path, parse_records
+    from dlcr_data.build.parse import make_parser, map_path, parse_records
 
     opts = ctx.opts
     maps_dir = ctx.work / "masks"
@@ -314,8 +314,8 @@ def run_parse(ctx: BuildContext, records: list[Record]) -> set[str]:
 # -- stage 2: describe ------------------------------------------------------------------------------------------
 def run_describe(ctx: BuildContext, records: list[Record]) -> dict[str, str]:
     """One `top | bottom | shoes` text per training outfit (split across processes); clothes_id -> text."""
-    from .describe import describe_outfits, group_outfits, make_describer, read_outfits
-    from .parse import load_garment_map
+    from dlcr_data.build.describe import describe_outfits, group_outfits, make_describer, read_outfits
+    from dlcr_data.build.parse import load_garment_map
 
     opts = ctx.opts
     out_path, cache = ctx.work / "outfits.jsonl", ctx.work / "outfits"
@@ -355,7 +355,7 @@ class BodyShapes:
     top: dict[str, str] = field(default_factory=dict)  # key -> its top words, comma-separated (one per source)
 
     def __post_init__(self) -> None:
-        from .body_shape import top_words
+        from dlcr_data.build.annotate.body_shape import top_words
 
         self.top.update({key: ", ".join(top_words(np.asarray(row))) for key, row in self.scores.items()})
 
@@ -364,8 +364,8 @@ def run_body_shape(ctx: BuildContext, records: list[Record]) -> BodyShapes:
     """Score every source image (split across processes); cached in `work/<dataset>/body_shape.json`."""
     from accelerate.utils import gather_object
 
-    from .body_shape import VOCABULARY, make_shape_scorer
-    from .parse import load_garment_map, load_image
+    from dlcr_data.build.annotate.body_shape import VOCABULARY, make_shape_scorer
+    from dlcr_data.build.parse import load_garment_map, load_image
 
     opts = ctx.opts
     path = ctx.work / "body_shape.json"
@@ -401,7 +401,7 @@ def run_plan(
 ) -> list[PlannedVariant]:
     """Targets, seeds and (for donor-based generators) appearance providers for every (image, variant); computed
     identically by every process, written by main."""
-    from .generate import needs_donor
+    from dlcr_data.build.generate import needs_donor
 
     opts = ctx.opts
     donors = None
@@ -435,8 +435,8 @@ def _outfit_clusters(
     ctx: BuildContext, records: list[Record], pool: list[Record], outfit_texts: dict[str, str]
 ) -> dict:
     """ClonedPerson's outfit clusters over the training outfits, and every source's own outfit embedding."""
-    from .parse import load_garment_map, load_image
-    from .sampling import outfit_clusters_from_records
+    from dlcr_data.build.outfit_clusters import outfit_clusters_from_records
+    from dlcr_data.build.parse import load_garment_map, load_image
 
     def load_pixels(record: Record) -> np.ndarray:
         image = load_image(ctx.root, record)
@@ -497,7 +497,7 @@ def run_generate(
 
 
 def _make_generator(opts: BuildOptions):
-    from .generate import make_generator
+    from dlcr_data.build.generate import make_generator
 
     if opts.generator != "diffusion":
         return make_generator(opts.generator)
@@ -509,8 +509,8 @@ def _make_generator(opts: BuildOptions):
 
 def _fit_gate(ctx: BuildContext, sources: list[Record]):
     """The identity gate with one prototype per identity from the real source images of the built splits."""
-    from .gate import IdentityGate
-    from .parse import load_image
+    from dlcr_data.build.annotate.gate import IdentityGate
+    from dlcr_data.build.parse import load_image
 
     opts = ctx.opts
     options = {} if opts.gate_threshold is None else {"threshold": opts.gate_threshold}
@@ -591,7 +591,7 @@ def _rejection(variant: PlannedVariant, decision) -> dict:
 def _batches(ctx: BuildContext, spec: ShardSpec, gen: Generation, skipped: list[Skipped]) -> Iterator:
     """(request, variant, mask PNG) triples in batches of `batch_size`, in plan order; bad sources are skipped and
     listed. A source is loaded, and its mask encoded, once for all its variants (they are consecutive)."""
-    from .generate import GenerationRequest
+    from dlcr_data.build.generate import GenerationRequest
 
     opts = ctx.opts
     batch: list = []
@@ -633,7 +633,7 @@ def _batches(ctx: BuildContext, spec: ShardSpec, gen: Generation, skipped: list[
 
 def _load_source(ctx: BuildContext, record: Record, skipped: list[Skipped]):
     """(image, garment map, mask, mask PNG bytes) of a source, or None (listed in `skipped`)."""
-    from .parse import clothing_mask, load_garment_map, load_image
+    from dlcr_data.build.parse import clothing_mask, load_garment_map, load_image
 
     image = load_image(ctx.root, record)
     if isinstance(image, Skipped):  # unreadable now though it parsed: list it, keep going
@@ -649,7 +649,7 @@ def _load_source(ctx: BuildContext, record: Record, skipped: list[Skipped]):
 
 def _load_donor(ctx: BuildContext, record: Record, skipped: list[Skipped]):
     """(image, garment map) of an appearance provider, or None (listed: its variants are left out)."""
-    from .parse import load_garment_map, load_image
+    from dlcr_data.build.parse import load_garment_map, load_image
 
     image = load_image(ctx.root, record)
     if isinstance(image, Skipped):
@@ -735,7 +735,7 @@ def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int, shap
     if shapes is not None:
         entry["body_shape"] = _body_shape_summary(ctx, shapes)
     if ctx.main():
-        from .hub import render_card
+        from dlcr_data.hub import render_card
 
         path = ctx.out / "manifest.json"
         manifest = _read_json(path) or {}
@@ -749,14 +749,14 @@ def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int, shap
 
 
 def _gate_threshold(opts: BuildOptions) -> float:
-    from .gate import DEFAULT_THRESHOLD
+    from dlcr_data.build.annotate.gate import DEFAULT_THRESHOLD
 
     return DEFAULT_THRESHOLD if opts.gate_threshold is None else opts.gate_threshold
 
 
 def _body_shape_summary(ctx: BuildContext, shapes: BodyShapes) -> dict:
     """Per identity of the built splits: image count, mean score per word, top words (for the card)."""
-    from .body_shape import BODY_SHAPE_WORDS, summarise_identities
+    from dlcr_data.build.annotate.body_shape import BODY_SHAPE_WORDS, summarise_identities
 
     keys = sorted(shapes.scores)
     pid_of = {r.key: r.pid for split in ctx.opts.splits for r in ctx.loaded[split]}

@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..build import BuildOptions, build
-from ..io import write_json_atomic
-from .evaluate import evaluate_checkpoint
-from .train import TrainConfig, train
+from dlcr_data.build import BuildOptions, build
+from dlcr_data.files import write_json_atomic
+from dlcr_data.reid.evaluate import evaluate_checkpoint
+from dlcr_data.reid.train import TrainConfig, train
 
 PROTOCOLS = ("general", "cc")
 

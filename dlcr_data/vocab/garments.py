@@ -62,7 +62,7 @@ def check_classes(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Validate user-given class names (e.g. `--mask-classes upper,lower`)."""
     unknown = [n for n in names if n not in CLASS_ID]
     if unknown:
-        from .errors import UserError
+        from dlcr_data.errors import UserError
 
         raise UserError(f"unknown garment class(es) {', '.join(unknown)}; choose from {', '.join(CLASSES)}")
     return tuple(names)

@@ -1,0 +1,1 @@
+"""Vocabularies shared by the build and the trainer: garment classes, colour names, body-shape words."""
