@@ -26,6 +26,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check dlcr_data tests $(wildcard bench)
 	$(BIN)/ruff format --check dlcr_data tests $(wildcard bench)
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff format dlcr_data tests $(wildcard bench)

@@ -34,10 +34,11 @@ from PIL import Image
 
 from dlcr_data import build as build_module
 from dlcr_data import loaders
-from dlcr_data.build import BuildOptions, Reporter, build, shards
+from dlcr_data.build import BuildOptions, build, shards
 from dlcr_data.build.generate import GENERATORS, GenerationRequest, Generator, make_generator
 from dlcr_data.build.parse import clothing_mask, load_garment_map
 from dlcr_data.build.plan import read_plan
+from dlcr_data.progress import Reporter
 
 NULL = "bench-null"  # registry name of the null generator while a build runs
 GOAL_MS = 10.0

@@ -85,7 +85,7 @@ class GarmentMaps:
         self.lut = OracleParser("demo").lut
 
     def __call__(self, record: Record) -> np.ndarray:
-        with Image.open(Demo.mask_path(self.root, record)) as im:
+        with Image.open(Demo().mask_path(self.root, record)) as im:
             return self.lut[np.asarray(im)]
 
 
@@ -93,7 +93,7 @@ def make_requests(loaded: loaders.Loaded, train: list[Record], n: int) -> tuple[
     """N requests with donors, built as `build._batches` builds them from a plan made with donors; and the source
     record of each."""
     root = loaded.root
-    texts = Demo.outfit_texts(root)
+    texts = Demo().outfit_texts(root)
     outfits = {r.clothes_id: texts[r.clothes_id] for r in train}
     donors: dict[str, list[Record]] = {}
     for r in train:

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees a half-written file (temp name in the same folder, then rename)."""
+"""Files: where datasets live by default, and atomic writes (a reader never sees a half-written file: temp name
+in the same folder, then rename)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
+
+DATA_ROOT_ENV = "DLCR_DATA_ROOT"
+
+
+def default_data_root() -> Path:
+    """Folder holding the dataset folders when no `--root` is given: `$DLCR_DATA_ROOT` or ~/.cache/dlcr-data."""
+    env = os.environ.get(DATA_ROOT_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "dlcr-data" / "datasets"
 
 
 def temp_name(path: Path) -> Path:

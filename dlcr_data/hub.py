@@ -18,7 +18,8 @@ from pathlib import Path
 
 from dlcr_data import __version__, loaders
 from dlcr_data.errors import UserError
-from dlcr_data.files import sha256_file, write_text_atomic
+from dlcr_data.files import write_text_atomic
+from dlcr_data.manifest import read_manifest, verify_build
 from dlcr_data.records import SAMPLE_SCHEMA, sample_features
 
 CARD_TEMPLATE = Path(__file__).parent / "cards" / "dataset_card.md"
@@ -29,47 +30,6 @@ LICENCE_WARNING = (
     "warning: --include-source uploads the ORIGINAL images of licence-gated datasets; make sure their licences "
     "allow you to redistribute them (most do not)."
 )
-
-
-# -- the build as published -------------------------------------------------------------------------------------
-def read_manifest(out: Path) -> dict:
-    path = Path(out) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        manifest = None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("builds"), dict):
-        raise UserError(f"{out} is not a finished build: no valid manifest.json; run `dlcr-data build` first")
-    return manifest
-
-
-def verify_build(out: Path) -> dict:
-    """The manifest, once every shard it lists is on disk with its sha256 and nothing unfinished is around."""
-    out = Path(out)
-    manifest = read_manifest(out)
-    problems: list[str] = []
-    for name, entry in sorted(manifest["builds"].items()):
-        if not entry.get("complete"):
-            problems.append(f"the {name} build is not complete")
-        listed = set()
-        for shard in entry.get("shards", []):
-            path = out / shard["path"]
-            listed.add(path)
-            if not path.is_file():
-                problems.append(f"missing shard {shard['path']}")
-            elif path.stat().st_size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
-                problems.append(f"shard {shard['path']} does not match its sha256 in manifest.json")
-        problems += [
-            f"shard {p.relative_to(out)} is not in manifest.json" for p in (out / name).glob("*.tar") if p not in listed
-        ]
-        if any((out / name).glob(".*.tmp-*")):
-            problems.append(f"{name}/ holds temp files: a build is running or was interrupted")
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise UserError(
-            f"{out} is not a complete build: {problems[0]}{more}; rerun `dlcr-data build` with the same options"
-        )
-    return manifest
 
 
 def upload_files(out: Path, include_source: bool = False) -> list[str]:
@@ -260,8 +220,8 @@ def _body_shape_rows(summary: dict | None) -> dict | None:
 
 
 def _gated(names: list[str]) -> list[str]:
-    """The licence-gated sources among `names` (everything but the synthetic demo)."""
-    return [n for n in names if n != "demo"]
+    """The licence-gated sources among `names` (the dataset module's `licence_gated` trait)."""
+    return [n for n in names if loaders.get(n).licence_gated]
 
 
 def _citation(name: str) -> str:

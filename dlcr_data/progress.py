@@ -1,4 +1,8 @@
-"""Rich progress for the build stages, shown on the main process only (items, rate, ETA)."""
+"""Progress hooks for long jobs (build stages, training epochs) and the process state they run under.
+
+`Reporter` is the protocol every job calls; the library's default reports nothing. `RichReporter` draws one rich
+progress bar per stage on the main process only (items, rate, ETA).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,23 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from dlcr_data.build import Reporter, process_state
+
+class Reporter:
+    """Progress hooks: `stage` opens a stage and returns an `advance(n)` callable, called as items complete."""
+
+    def stage(self, name: str, total: int) -> Callable[[int], None]:
+        return lambda n: None
+
+    def done(self, name: str) -> None:
+        pass
+
+
+def process_state():
+    """accelerate's `PartialState`: gloo on CPU, so `torchrun` works without GPUs."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 class RichReporter(Reporter):

@@ -46,7 +46,7 @@ def files(root: Path) -> dict[str, bytes]:
 
 
 def read(root: Path, r: Record) -> tuple[np.ndarray, np.ndarray]:
-    with Image.open(root / r.path) as im, Image.open(Demo.mask_path(root, r)) as m:
+    with Image.open(root / r.path) as im, Image.open(Demo().mask_path(root, r)) as m:
         return np.asarray(im.convert("RGB")), np.asarray(m)
 
 
@@ -171,7 +171,7 @@ def _palette_votes(pixels: np.ndarray) -> Counter:
 
 def test_masks_and_outfit_texts_agree(loaded):
     root = loaded.root
-    texts = Demo.outfit_texts(root)
+    texts = Demo().outfit_texts(root)
     records = [r for recs in loaded.splits.values() for r in recs]
     assert set(texts) == {r.clothes_id for r in records}
     votes: dict[tuple[str, int], Counter] = defaultdict(Counter)

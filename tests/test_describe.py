@@ -60,7 +60,7 @@ def demo_outfits(demo: Loaded):
     records = {r.key: r for recs in demo.splits.values() for r in recs}
 
     def load_map(key: str) -> np.ndarray:
-        with Image.open(Demo.mask_path(demo.root, records[key])) as im:
+        with Image.open(Demo().mask_path(demo.root, records[key])) as im:
             return DEMO_LUT[np.asarray(im)]
 
     return group_outfits(records.values(), demo.root, load_map)
@@ -216,7 +216,7 @@ def test_parse_outfit_text_rejects(answer):
 
 # -- cpu backends ---------------------------------------------------------------------------------------------
 def test_color_describer_names_demo_colours(demo):
-    truth = Demo.outfit_texts(demo.root)
+    truth = Demo().outfit_texts(demo.root)
     results = [ColorDescriber().describe_one(ref.load()) for ref in demo_outfits(demo)]
     assert len(results) == len(truth)
     agree = {
@@ -244,7 +244,7 @@ def test_color_describer_absent_region_and_dress():
 def test_oracle_returns_demo_texts(demo):
     oracle = OracleDescriber.for_dataset("demo", demo.root)
     refs = demo_outfits(demo)
-    truth = Demo.outfit_texts(demo.root)
+    truth = Demo().outfit_texts(demo.root)
     results = oracle.describe([OutfitImages(r.clothes_id, r.pid, list(r.keys), [], []) for r in refs])
     assert {r.clothes_id: r.text for r in results} == truth
     with pytest.raises(UserError, match="ltcc"):
@@ -302,7 +302,7 @@ def test_describe_outfits_writes_jsonl_and_resumes_from_cache(demo, tmp_path):
     describe_outfits(refs, again, out, cache_dir=cache)
     assert again.seen == [ids[0]]
 
-    oracle = Counting(OracleDescriber(Demo.outfit_texts(demo.root)))  # another backend does not reuse the cache
+    oracle = Counting(OracleDescriber(Demo().outfit_texts(demo.root)))  # another backend does not reuse the cache
     texts = describe_outfits(refs, oracle, out, cache_dir=cache)
     assert sorted(oracle.seen) == ids and {t.describer for t in read_outfits(out).values()} == {"oracle"}
 

@@ -33,7 +33,7 @@ def demo(tmp_path_factory) -> dict:
     root = render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", DemoConfig(num_ids=6, images_per_camera=2))
     records = loaders.load("demo", root)["train"]
     images = [Image.open(root / r.path).convert("RGB") for r in records]
-    masks = [np.isin(np.asarray(Image.open(Demo.mask_path(root, r))), (UPPER, LOWER)) for r in records]
+    masks = [np.isin(np.asarray(Image.open(Demo().mask_path(root, r))), (UPPER, LOWER)) for r in records]
     pids = [r.pid for r in records]
     first = {}  # pid -> index of its first image
     for i, pid in enumerate(pids):

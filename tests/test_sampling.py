@@ -143,7 +143,7 @@ def demo_loaders(root: Path):
             return np.asarray(im.convert("RGB"))
 
     def load_map(record: Record) -> np.ndarray:
-        with Image.open(Demo.mask_path(root, record)) as im:
+        with Image.open(Demo().mask_path(root, record)) as im:
             return lut[np.asarray(im)]
 
     return load_image, load_map

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from dlcr_data import loaders
 from dlcr_data.build import BuildOptions, build
-from dlcr_data.build.annotate.body_shape import BODY_SHAPE_WORDS, VOCABULARY
 from dlcr_data.build.shards import SAMPLE_FIELDS
 from dlcr_data.cli import app
 from dlcr_data.demo import DemoConfig, render_demo
+from dlcr_data.vocab.body_shapes import BODY_SHAPE_WORDS, VOCABULARY
 
 TINY = DemoConfig(seed=5, num_ids=8, images_per_camera=2)
 

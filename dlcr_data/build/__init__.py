@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from dlcr_data import __version__, loaders
+from dlcr_data import loaders
 from dlcr_data.build.plan import DEFAULT_PROMPT_TEMPLATE, PlannedVariant, plan_variants, read_plan, write_plan
 from dlcr_data.build.shards import (
     ShardResult,
@@ -28,10 +28,11 @@ from dlcr_data.build.shards import (
     encode_image,
     encode_sample,
     is_complete,
-    write_manifest,
 )
 from dlcr_data.errors import UserError
 from dlcr_data.files import remove_stale_temps, write_json_atomic
+from dlcr_data.manifest import drop_entry, read_json, write_entry
+from dlcr_data.progress import Reporter, process_state
 from dlcr_data.records import Record, Skipped
 from dlcr_data.vocab.garments import DEFAULT_MASK_CLASSES, check_classes
 
@@ -39,12 +40,6 @@ if TYPE_CHECKING:  # imported lazily at run time: the CLI should not pay for tor
     from dlcr_data.build.annotate.gate import IdentityGate
     from dlcr_data.build.generate import Generator
 
-MANIFEST_FORMAT = "dlcr-data/build/1"
-# Backends used when an option says "auto": the demo ships masks and outfit texts, real datasets do not.
-AUTO_BACKENDS = {
-    "demo": {"parser": "oracle", "describer": "oracle", "generator": "recolor"},
-    None: {"parser": "segformer", "describer": "vlm", "generator": "diffusion"},
-}
 GEOMETRY = "geometry"  # --body-shape without a CLIP model: ratios measured on the parsing masks
 # Options that do not change a single output byte, so a rerun may change them.
 _RUNTIME_ONLY = ("out", "overwrite", "batch_size", "compile")
@@ -93,7 +88,7 @@ class BuildOptions:
 
     def resolved(self) -> BuildOptions:
         """Concrete backends for "auto" and validated values."""
-        auto = AUTO_BACKENDS.get(self.dataset, AUTO_BACKENDS[None])
+        auto = loaders.get(self.dataset).default_backends  # "auto": what the dataset ships decides
         opts = replace(
             self,
             dataset=self.dataset.lower(),
@@ -133,16 +128,6 @@ class BuildOptions:
             list(self.resolution),
         )
         return d
-
-
-class Reporter:
-    """Progress hooks; the CLI passes a rich one on the main process. `stage` returns an `advance(n)` callable."""
-
-    def stage(self, name: str, total: int) -> Callable[[int], None]:
-        return lambda n: None
-
-    def done(self, name: str) -> None:
-        pass
 
 
 @dataclass
@@ -204,13 +189,6 @@ def build(options: BuildOptions, reporter: Reporter | None = None) -> dict:
 
 
 # -- setup ------------------------------------------------------------------------------------------------------
-def process_state():
-    import torch
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())  # gloo on CPU, so torchrun works without GPUs
-
-
 def _check_splits(spec: loaders.SourceDataset, splits: tuple[str, ...]) -> None:
     unknown = [s for s in splits if s not in spec.splits]
     if unknown:
@@ -254,7 +232,7 @@ def _claim_out_folder(ctx: BuildContext) -> None:
     """A rerun must use the same options (it continues); other options need --overwrite (it starts over)."""
     config_path = ctx.work / "config.json"
     wanted = ctx.opts.fingerprint()
-    previous = _read_json(config_path)  # read by every process before anyone writes
+    previous = read_json(config_path)  # read by every process before anyone writes
     if previous is not None and previous != wanted and not ctx.opts.overwrite:
         if wanted.keys() - previous.keys():  # options this build's version did not have: its samples lack fields
             raise UserError(
@@ -271,7 +249,7 @@ def _claim_out_folder(ctx: BuildContext) -> None:
         if ctx.opts.overwrite and previous is not None and previous != wanted:
             shutil.rmtree(ctx.work, ignore_errors=True)
             shutil.rmtree(ctx.out / ctx.opts.dataset, ignore_errors=True)
-            _drop_manifest_entry(ctx.out / "manifest.json", ctx.opts.dataset)
+            drop_entry(ctx.out, ctx.opts.dataset)
         write_json_atomic(config_path, wanted)
         for folder in (ctx.work, ctx.out / ctx.opts.dataset):  # partial files of a killed run: redone below
             remove_stale_temps(folder)
@@ -369,7 +347,7 @@ def run_body_shape(ctx: BuildContext, records: list[Record]) -> BodyShapes:
 
     opts = ctx.opts
     path = ctx.work / "body_shape.json"
-    cached = _read_json(path)
+    cached = read_json(path)
     if cached is None:
         scorer = make_shape_scorer(None if opts.body_shape == GEOMETRY else opts.body_shape)
         advance = ctx.reporter.stage("body shape", len(records))
@@ -536,7 +514,7 @@ def _record_path(ctx: BuildContext, spec: ShardSpec) -> Path:
 
 def _completed(ctx: BuildContext, spec: ShardSpec, check_sha: bool = True) -> ShardResult | None:
     """The shard's record if the tar on disk is complete and matches it."""
-    data = _read_json(_record_path(ctx, spec))
+    data = read_json(_record_path(ctx, spec))
     if data is None:
         return None
     result = ShardResult.from_dict(data)
@@ -737,11 +715,7 @@ def finish(ctx: BuildContext, results: list[ShardResult], num_outfits: int, shap
     if ctx.main():
         from dlcr_data.hub import render_card
 
-        path = ctx.out / "manifest.json"
-        manifest = _read_json(path) or {}
-        manifest.update({"format": MANIFEST_FORMAT, "tool": f"dlcr-data {__version__}"})
-        manifest.setdefault("builds", {})[opts.dataset] = entry
-        write_manifest(path, manifest)
+        write_entry(ctx.out, opts.dataset, entry)
         (ctx.out / "preview.png").unlink(missing_ok=True)  # shows the first dataset's first split: redraw it
         render_card(ctx.out)  # the out folder is the dataset repo: `load_dataset(out, dataset)` works right away
     ctx.state.wait_for_everyone()
@@ -767,19 +741,3 @@ def _body_shape_summary(ctx: BuildContext, shapes: BodyShapes) -> dict:
         "words": list(BODY_SHAPE_WORDS),
         "identities": {str(pid): value for pid, value in sorted(summary.items())},
     }
-
-
-def _drop_manifest_entry(path: Path, dataset: str) -> None:
-    manifest = _read_json(path)
-    if manifest and dataset in manifest.get("builds", {}):
-        del manifest["builds"][dataset]
-        write_manifest(path, manifest)
-
-
-def _read_json(path: Path):
-    import json
-
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return None

@@ -221,13 +221,13 @@ class OracleDescriber:
 
     @classmethod
     def for_dataset(cls, name: str, root: str | Path | None = None) -> OracleDescriber:
-        """The texts a dataset ships; only the demo ships any."""
+        """The texts a dataset ships (`ships_outfit_texts`; the demo does)."""
         from dlcr_data.loaders import get
-        from dlcr_data.loaders.demo import Demo
 
-        if name.lower() != "demo":
+        spec = get(name)
+        if not spec.ships_outfit_texts:
             raise UserError(f"dataset {name} ships no outfit texts; use --describer vlm or color")
-        return cls(Demo.outfit_texts(get("demo").resolve_root(root)))
+        return cls(spec.outfit_texts(spec.resolve_root(root)))
 
     def describe(self, outfits: list[OutfitImages]) -> list[OutfitText]:
         out = []

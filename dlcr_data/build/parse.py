@@ -127,18 +127,18 @@ class OracleParser:
     DEMO_CLASSES = ("background", "hair", "face", "upper", "lower", "shoes", "skin", "skin")
 
     def __init__(self, dataset: str) -> None:
-        self.dataset = dataset.lower()
-        if self.dataset != "demo":
+        from dlcr_data.loaders import get
+
+        self.spec = get(dataset)
+        if not self.spec.ships_masks:
             raise UserError(f"dataset {dataset} ships no parsing masks; use --parser segformer")
         self.lut = np.zeros(256, np.uint8)  # labels outside the demo's 0-7 read as background
         self.lut[: len(self.DEMO_CLASSES)] = [CLASS_ID[c] for c in self.DEMO_CLASSES]
 
     def parse(self, images: list[Image.Image], records: list[Record], root: Path) -> list[np.ndarray]:
-        from dlcr_data.loaders.demo import Demo
-
         maps = []
         for image, record in zip(images, records, strict=True):
-            path = Demo.mask_path(root, record)
+            path = self.spec.mask_path(root, record)
             try:
                 with Image.open(path) as im:
                     labels = np.asarray(im)  # 8-bit label values, written as mode L

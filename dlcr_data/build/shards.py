@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from dlcr_data.build.plan import PlannedVariant
-from dlcr_data.files import sha256_file, temp_name, write_json_atomic
+from dlcr_data.files import sha256_file, temp_name
 from dlcr_data.records import SAMPLE_SCHEMA, Skipped
 
 SAMPLE_FIELDS: tuple[str, ...] = tuple(SAMPLE_SCHEMA)
@@ -229,7 +229,3 @@ def is_complete(out_dir: Path, result: ShardResult) -> bool:
     """The shard on disk is the one recorded: same size and sha256."""
     path = Path(out_dir) / result.path
     return path.is_file() and path.stat().st_size == result.bytes and sha256_file(path) == result.sha256
-
-
-def write_manifest(path: Path, manifest: dict) -> None:
-    write_json_atomic(path, manifest)

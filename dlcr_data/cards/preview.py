@@ -26,7 +26,7 @@ def contact_sheet(out: Path, n: int = 8, dataset: str | None = None, split: str 
 
 
 def _build_entry(out: Path, dataset: str | None) -> tuple[dict, str]:
-    from dlcr_data.hub import read_manifest
+    from dlcr_data.manifest import read_manifest
 
     builds = read_manifest(out)["builds"]
     if dataset is None:

@@ -76,6 +76,14 @@ class Shot:
         return f"{self.pid}_{self.cloth}"  # as `ltcc.parse_name` builds it
 
 
+def parse_shot_name(basename: str) -> tuple[int, str] | None:
+    """(pid, clothes id) of a name `Shot.name` wrote (the LTCC rule); None for any other file."""
+    parts = basename.removesuffix(".png").split("_")
+    if len(parts) != 4 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return None
+    return int(parts[0]), f"{int(parts[0])}_{parts[1]}"
+
+
 @dataclass(frozen=True)
 class Person:
     pid: int

@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from dlcr_data.demo.labels import colourise
-from dlcr_data.demo.plan import SPLIT_FOLDERS
+from dlcr_data.demo.plan import SPLIT_FOLDERS, parse_shot_name
 
 SHOTS_PER_OUTFIT = 2
 MAX_OUTFITS = 3
@@ -19,15 +19,13 @@ PAD = 4
 
 
 def _index(root: Path) -> dict[int, dict[str, list[Path]]]:
-    """pid -> clothes_id -> image paths, sorted by name (parsed like LTCC)."""
-    from dlcr_data.loaders.ltcc import parse_name  # lazy: keeps the demo package free of the loaders' imports
-
+    """pid -> clothes_id -> image paths, sorted by name."""
     out: dict[int, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
     for folder in SPLIT_FOLDERS.values():
         for path in sorted((root / folder).glob("*.png")):
-            parsed = parse_name(path.name)
+            parsed = parse_shot_name(path.name)
             if parsed:
-                out[parsed[0]][parsed[2]].append(path)
+                out[parsed[0]][parsed[1]].append(path)
     return out
 
 

@@ -23,6 +23,7 @@ from dlcr_data.demo.labels import LABELS
 from dlcr_data.demo.paint import expose, paint
 from dlcr_data.demo.plan import CAMERAS, FORMAT_VERSION, SPLIT_FOLDERS, DemoConfig, Plan, Shot
 from dlcr_data.errors import UserError
+from dlcr_data.files import default_data_root
 
 SUPERSAMPLE = 2  # draw at 2x, then box-filter the image and take the centre label of each 2x2 block
 VIEWS = ("front", "back", "side")
@@ -31,8 +32,6 @@ MANIFEST = "demo.json"
 
 def default_demo_root(config: DemoConfig | None = None) -> Path:
     """`$DLCR_DATA_ROOT/dlcr_demo-s<seed>-<ids>ids-<H>x<W>-<hash>`: one folder per config and format."""
-    from dlcr_data.loaders.base import default_data_root  # lazy: the loaders package imports the demo package
-
     config = config or DemoConfig()
     key = json.dumps({"format": FORMAT_VERSION, **config.to_dict()}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]

@@ -19,16 +19,10 @@ from typing import ClassVar
 from PIL import Image
 
 from dlcr_data.errors import DatasetNotFound
+from dlcr_data.files import DATA_ROOT_ENV, default_data_root
 from dlcr_data.records import Record, Skipped, make_key
 
-DATA_ROOT_ENV = "DLCR_DATA_ROOT"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def default_data_root() -> Path:
-    """Folder holding the dataset folders when no `--root` is given: `$DLCR_DATA_ROOT` or ~/.cache/dlcr-data."""
-    env = os.environ.get(DATA_ROOT_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "dlcr-data" / "datasets"
 
 
 @dataclass(frozen=True)
@@ -89,6 +83,12 @@ class SourceDataset(ABC):
     video: ClassVar[bool] = False
     obtain: ClassVar[str] = ""  # how to get the (licence-gated) data
     citation: ClassVar[str] = ""
+    # Traits the build reads instead of testing the dataset's name.
+    licence_gated: ClassVar[bool] = True  # source images may not be redistributed (the card and hub say so)
+    ships_masks: ClassVar[bool] = False  # parsing masks on disk: `mask_path(root, record)` (the `oracle` parser)
+    ships_outfit_texts: ClassVar[bool] = False  # outfit texts on disk: `outfit_texts(root)` (the `oracle` describer)
+    # Backends an "auto" build option resolves to: model-based by default, the shipped annotations where there are.
+    default_backends: ClassVar[dict[str, str]] = {"parser": "segformer", "describer": "vlm", "generator": "diffusion"}
 
     # -- root handling -------------------------------------------------------------------------------------
     def resolve_root(self, root: str | os.PathLike | None = None) -> Path:
@@ -113,6 +113,14 @@ class SourceDataset(ABC):
 
     def _has_required(self, root: Path) -> bool:
         return root.is_dir() and all((root / r).exists() for r in self.required)
+
+    def mask_path(self, root: Path, record: Record) -> Path:
+        """The parsing mask a dataset ships for `record` (`ships_masks`); `root` is the resolved root."""
+        raise NotImplementedError(f"{self.name} ships no parsing masks")
+
+    def outfit_texts(self, root: Path) -> dict[str, str]:
+        """clothes_id -> "top | bottom | shoes", for a dataset that ships them (`ships_outfit_texts`)."""
+        raise NotImplementedError(f"{self.name} ships no outfit texts")
 
     def tree_line(self) -> str:
         """The layout squeezed onto one line, for error messages."""

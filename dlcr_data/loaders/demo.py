@@ -36,6 +36,10 @@ dlcr_demo/   (default: $DLCR_DATA_ROOT/dlcr_demo-s<seed>-<ids>ids-<H>x<W>-<hash>
   demo.json   (config, label names, counts)
 """
     stats: ClassVar[dict[str, SplitStats]] = demo_stats()
+    licence_gated = False  # rendered by this package: Apache-2.0 like the code
+    ships_masks = True
+    ships_outfit_texts = True
+    default_backends: ClassVar[dict[str, str]] = {"parser": "oracle", "describer": "oracle", "generator": "recolor"}
     obtain = (
         "The demo is not downloaded: it is rendered locally in seconds on first use (into an empty or new "
         "folder, or the default folder when no root is given)."
@@ -59,12 +63,10 @@ dlcr_demo/   (default: $DLCR_DATA_ROOT/dlcr_demo-s<seed>-<ids>ids-<H>x<W>-<hash>
     def scan(self, root: Path) -> Iterator[Record | Skipped]:
         return scan_flat_splits(root, SPLIT_FOLDERS)
 
-    @staticmethod
-    def mask_path(root: Path, record: Record) -> Path:
+    def mask_path(self, root: Path, record: Record) -> Path:
         """The parsing mask of a record; `root` is the resolved root (`Loaded.root`)."""
         return Path(root) / "masks" / record.path
 
-    @staticmethod
-    def outfit_texts(root: Path) -> dict[str, str]:
+    def outfit_texts(self, root: Path) -> dict[str, str]:
         """clothes_id (e.g. "3_1") -> "top | bottom | shoes"."""
         return json.loads((Path(root) / "outfits.json").read_text())

@@ -7,7 +7,8 @@ Two terms, both on every training image (reals and generated variants):
   L2-normalised vectors, as the paper; the release used a KL on logits at temperature 2).
 * **Local shape alignment** (`--shape-ot`): the student's local features (the spatial tokens of the last backbone
   feature map, through a second learned projection into CLIP's joint space) are matched by Sinkhorn optimal
-  transport to the text embeddings of body-shape descriptors (SHAPY words in `body_shape.PROMPT_TEMPLATE`):
+  transport to the text embeddings of body-shape descriptors (SHAPY words in
+  `vocab.body_shapes.PROMPT_TEMPLATE`):
   `losses.ot_alignment_loss`. Each image uses the `top_k` (4) words CLIP's zero-shot scores rank highest *for
   that image* (cosine between its CLIP image embedding and each prompt's text embedding), so the descriptors
   follow the body in the picture; CLIP3DReID labelled body shapes with CLIP the same way, offline.
@@ -30,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcr_data.build.annotate.body_shape import shape_text_embeddings
 from dlcr_data.pretrained import load_clip, load_pretrained, pooled_features
 from dlcr_data.reid.data import IMAGENET_MEAN, IMAGENET_STD
+from dlcr_data.vocab.body_shapes import shape_text_embeddings
 
 DISTILL_OPTION = "--distill"
 

@@ -91,7 +91,7 @@ def query_variants(
 def generate_query_variants(expanded: str, dataset: str, root: str | None, split: str, k: int) -> str:
     """Generate the query split's variants now, with the build's own options, into `<expanded>/refine/`."""
     from dlcr_data.build import BuildOptions, build
-    from dlcr_data.hub import read_manifest
+    from dlcr_data.manifest import read_manifest
 
     entry = read_manifest(Path(expanded))["builds"].get(dataset)
     if entry is None:

@@ -43,10 +43,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from dlcr_data.build import Reporter
-from dlcr_data.build.annotate import body_shape
 from dlcr_data.errors import UserError
 from dlcr_data.files import write_bytes_atomic, write_json_atomic
+from dlcr_data.progress import Reporter
 from dlcr_data.records import Record
 from dlcr_data.reid.data import (
     PairedBatchSampler,
@@ -81,6 +80,7 @@ from dlcr_data.reid.model import (
     save_checkpoint,
 )
 from dlcr_data.reid.sampler import IdentitySampler
+from dlcr_data.vocab import body_shapes
 
 CONFIG_FILE = "train_config.json"
 # Options that do not change what is learnt, so a rerun may change them (epochs: a rerun trains further).
@@ -383,8 +383,8 @@ def _prepare(config: TrainConfig, acc, data: TrainSet, model: ReIDModel, state: 
     if config.gen_label == "teacher":
         run.teacher = load_teacher(config.teacher, data, acc.device)
     if config.distill:
-        words = body_shape.BODY_SHAPE_WORDS if config.shape_ot else ()
-        run.clip = ClipTeacher(config.distill, words, body_shape.PROMPT_TEMPLATE).to(acc.device)
+        words = body_shapes.BODY_SHAPE_WORDS if config.shape_ot else ()
+        run.clip = ClipTeacher(config.distill, words, body_shapes.PROMPT_TEMPLATE).to(acc.device)
         student = acc.unwrap_model(model)
         heads = DistillHeads(student.pooled_dim, backbone_width(student.backbone), run.clip.dim, config.shape_ot)
         heads_opt = torch.optim.Adam(heads.parameters(), lr=config.lr, weight_decay=config.weight_decay)

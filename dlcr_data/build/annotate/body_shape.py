@@ -25,30 +25,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import default_device, default_dtype, load_clip, load_pretrained, pooled_features
+from dlcr_data.vocab.body_shapes import (
+    BODY_SHAPE_WORDS,
+    PROMPT_TEMPLATE,
+    WORD_INDEX,
+    shape_text_embeddings,
+    unit,
+)
 from dlcr_data.vocab.garments import CLASS_ID
-
-if TYPE_CHECKING:
-    import torch
-
-SHAPY_FEMALE: tuple[str, ...] = (
-    "Big", "Broad Shoulders", "Feminine", "Large Breasts", "Long Legs", "Long Neck", "Long Torso", "Muscular",
-    "Pear Shaped", "Petite", "Short", "Short Arms", "Skinny Legs", "Slim Waist", "Tall",
-)  # fmt: skip
-SHAPY_MALE: tuple[str, ...] = (
-    "Average", "Big", "Broad Shoulders", "Delicate Build", "Long Legs", "Long Neck", "Long Torso", "Masculine",
-    "Muscular", "Rectangular", "Short", "Short Arms", "Skinny Arms", "Soft Body", "Tall",
-)  # fmt: skip
-BODY_SHAPE_WORDS: tuple[str, ...] = tuple(sorted(set(SHAPY_FEMALE) | set(SHAPY_MALE)))
-VOCABULARY = "shapy-21"  # recorded with every score vector
-PROMPT_TEMPLATE = "a photo of a person with a {word} body shape"
-WORD_INDEX: dict[str, int] = {w: i for i, w in enumerate(BODY_SHAPE_WORDS)}
 
 UNKNOWN = 0.5  # a word the scorer cannot read: neither likely nor unlikely
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"  # CLIP3DReID's teacher (ViT-L/14); never downloaded here
@@ -65,30 +56,6 @@ class ShapeScorer(Protocol):
 
 
 # -- CLIP ---------------------------------------------------------------------------------------------------------
-def shape_text_embeddings(
-    model, processor, words: Sequence[str] = BODY_SHAPE_WORDS, template: str = PROMPT_TEMPLATE
-) -> torch.Tensor:
-    """L2-normalised CLIP text embeddings of `template.format(word=w)` per word: (len(words), D) float32.
-
-    `model` is a transformers `CLIPModel` (anything with `get_text_features`), `processor` its `CLIPProcessor` or
-    tokenizer. The tensor lives on the model's device and is made under `no_grad`, not `inference_mode`, so it can
-    serve as a fixed target in a training graph (e.g. optimal-transport alignment to body-shape descriptors).
-    """
-    import torch
-
-    prompts = [template.format(word=w) for w in words]
-    tokens = processor(text=prompts, padding=True, truncation=True, return_tensors="pt")
-    device = next(model.parameters()).device
-    tokens = {k: v.to(device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
-    with torch.no_grad():
-        out = model.get_text_features(**tokens)
-    return _unit(pooled_features(out)).float()
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / x.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
 def _pad_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
     """Letterbox to a square, as CLIP3DReID pads crops to 224x224: CLIP's centre crop would cut a 1:2 pedestrian
     crop's head and feet off, exactly the extremities that leg and torso words depend on."""
@@ -160,7 +127,7 @@ class ClipShapeScorer:
             pixels = self.processor(images=batch, return_tensors="pt")["pixel_values"]
             with torch.inference_mode():
                 feats = self.model.get_image_features(pixel_values=pixels.to(self.device, self.dtype))
-                cos = _unit(pooled_features(feats)) @ self.text_embeddings.T
+                cos = unit(pooled_features(feats)) @ self.text_embeddings.T
             out[start : start + len(batch)] = cos.cpu().numpy()
         return out
 

@@ -1,0 +1,85 @@
+"""The build manifest, `OUT/manifest.json`: what a build wrote, written last; read and verified downstream.
+
+One entry per dataset under `builds` (several datasets can share an out folder): the options that determine the
+bytes, the models with their revisions, every shard with its sample count, size and sha256, totals, and every
+skipped source item with its reason. The build writes it (main process, after every shard is complete); the card,
+`preview`, `push-to-hub` and `evaluate --refine` read it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dlcr_data import __version__
+from dlcr_data.errors import UserError
+from dlcr_data.files import sha256_file, write_json_atomic
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = "dlcr-data/build/1"
+
+
+def read_json(path: Path) -> dict | list | None:
+    """A JSON file's content, or None when the file does not exist."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def read_manifest(out: Path) -> dict:
+    path = Path(out) / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("builds"), dict):
+        raise UserError(f"{out} is not a finished build: no valid manifest.json; run `dlcr-data build` first")
+    return manifest
+
+
+def verify_build(out: Path) -> dict:
+    """The manifest, once every shard it lists is on disk with its sha256 and nothing unfinished is around."""
+    out = Path(out)
+    manifest = read_manifest(out)
+    problems: list[str] = []
+    for name, entry in sorted(manifest["builds"].items()):
+        if not entry.get("complete"):
+            problems.append(f"the {name} build is not complete")
+        listed = set()
+        for shard in entry.get("shards", []):
+            path = out / shard["path"]
+            listed.add(path)
+            if not path.is_file():
+                problems.append(f"missing shard {shard['path']}")
+            elif path.stat().st_size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
+                problems.append(f"shard {shard['path']} does not match its sha256 in manifest.json")
+        problems += [
+            f"shard {p.relative_to(out)} is not in manifest.json" for p in (out / name).glob("*.tar") if p not in listed
+        ]
+        if any((out / name).glob(".*.tmp-*")):
+            problems.append(f"{name}/ holds temp files: a build is running or was interrupted")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(
+            f"{out} is not a complete build: {problems[0]}{more}; rerun `dlcr-data build` with the same options"
+        )
+    return manifest
+
+
+def write_entry(out: Path, dataset: str, entry: dict) -> None:
+    """Merge one dataset's entry into `OUT/manifest.json` (atomic; other datasets' entries are kept)."""
+    path = Path(out) / MANIFEST_FILE
+    manifest = read_json(path) or {}
+    manifest.update({"format": MANIFEST_FORMAT, "tool": f"dlcr-data {__version__}"})
+    manifest.setdefault("builds", {})[dataset] = entry
+    write_json_atomic(path, manifest)
+
+
+def drop_entry(out: Path, dataset: str) -> None:
+    """Remove one dataset's entry (its build is being replaced)."""
+    path = Path(out) / MANIFEST_FILE
+    manifest = read_json(path)
+    if manifest and dataset in manifest.get("builds", {}):
+        del manifest["builds"][dataset]
+        write_json_atomic(path, manifest)
