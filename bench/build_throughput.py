@@ -19,6 +19,7 @@ under 1 us each) to split the time per stage and inside the generate stage.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -32,10 +33,11 @@ from typing import Any
 from _common import flush_writes, median, table, write_result
 from PIL import Image
 
-from dlcr_data import build as build_module
 from dlcr_data import loaders
 from dlcr_data.build import BuildOptions, build, shards
-from dlcr_data.build.generate import GENERATORS, GenerationRequest, Generator, make_generator
+from dlcr_data.build.backends import Backend
+from dlcr_data.build.generate import GENERATORS, GenerationRequest, Generator
+from dlcr_data.build.generate import stage as generate_stage
 from dlcr_data.build.parse import clothing_mask, load_garment_map
 from dlcr_data.build.plan import read_plan
 from dlcr_data.progress import Reporter
@@ -44,11 +46,12 @@ NULL = "bench-null"  # registry name of the null generator while a build runs
 GOAL_MS = 10.0
 
 
-class NullGenerator:
+class NullGenerator(Backend):
     """Returns every source image unchanged: a build with it costs everything but the model."""
 
     name = NULL
     model_id: str | None = None
+    needs_donor = False
 
     def generate(self, batch: list[GenerationRequest]) -> list[Image.Image]:
         return [r.image for r in batch]
@@ -87,14 +90,6 @@ class TimingReporter(Reporter):
         self.marks.append((f"{name}:done", time.perf_counter()))
 
 
-class _TimedGenerator:
-    """Forwards to a generator, timing `generate` (name and model_id unchanged, so the output is too)."""
-
-    def __init__(self, inner: Generator, probe: Probe) -> None:
-        self.name, self.model_id = inner.name, inner.model_id
-        self.generate = probe.wrap(inner.generate, "generator.generate")
-
-
 @contextmanager
 def _patched(obj: Any, attr: str, value: Any) -> Iterator[None]:
     old = getattr(obj, attr)
@@ -108,27 +103,29 @@ def _patched(obj: Any, attr: str, value: Any) -> Iterator[None]:
 @contextmanager
 def instrumented(probe: Probe | None) -> Iterator[None]:
     """Registers the null generator; with a probe, also times the per-image steps of the generate stage."""
-    factories = dict(GENERATORS)
-    GENERATORS[NULL] = lambda **options: NullGenerator()
+    registered = dict(GENERATORS)
+    GENERATORS[NULL] = NullGenerator
     try:
         if probe is None:
             yield
             return
-        for name, factory in list(GENERATORS.items()):
-            GENERATORS[name] = lambda _f=factory, **options: _TimedGenerator(_f(**options), probe)
         png_label = lambda image, fmt: "encode mask PNG" if image.mode == "L" else f"encode image {fmt.upper()}"  # noqa: E731
-        with (
-            _patched(build_module, "_load_source", probe.wrap(build_module._load_source, "load source + mask")),
-            _patched(build_module, "encode_image", probe.wrap(build_module.encode_image, png_label)),
-            _patched(build_module, "encode_sample", probe.wrap(build_module.encode_sample, "encode sample (json)")),
-            _patched(shards.ShardWriter, "write", probe.wrap(shards.ShardWriter.write, "tar write")),
-            _patched(shards.ShardWriter, "close", probe.wrap(shards.ShardWriter.close, "shard close")),
-            _patched(shards, "sha256_file", probe.wrap(shards.sha256_file, "sha256")),
-        ):
+        timed = [(cls, "generate", "generator.generate") for cls in set(GENERATORS.values())]  # output unchanged
+        timed += [
+            (generate_stage, "_load_source", "load source + mask"),
+            (generate_stage, "encode_image", png_label),
+            (generate_stage, "encode_sample", "encode sample (json)"),
+            (shards.ShardWriter, "write", "tar write"),
+            (shards.ShardWriter, "close", "shard close"),
+            (shards, "sha256_file", "sha256"),
+        ]
+        with contextlib.ExitStack() as stack:
+            for obj, attr, label in timed:
+                stack.enter_context(_patched(obj, attr, probe.wrap(getattr(obj, attr), label)))
             yield
     finally:
         GENERATORS.clear()
-        GENERATORS.update(factories)
+        GENERATORS.update(registered)
 
 
 # -- one build --------------------------------------------------------------------------------------------------
@@ -241,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
                 runs[mode].append(run_build(out, gen, args, args.breakdown))
                 print(f"rep {rep + 1}/{args.repeats} {mode:8s} {runs[mode][-1]['seconds']:7.2f} s", file=sys.stderr)
             requests = isolated_requests(workdir / f"recolor-{rep}", None)
-            runs["recolor_isolated"].append(time_generator(make_generator("recolor"), requests, args.batch_size))
+            runs["recolor_isolated"].append(time_generator(GENERATORS["recolor"](), requests, args.batch_size))
             for mode in ("recolor", "null"):
                 shutil.rmtree(workdir / f"{mode}-{rep}")
     finally:

@@ -46,16 +46,17 @@ from _common import median, table, write_result
 from PIL import Image
 
 from dlcr_data import loaders
-from dlcr_data.build.annotate.body_shape import GeometricShapeScorer
 from dlcr_data.build.annotate.gate import IdentityGate
-from dlcr_data.build.generate import GenerationRequest, Generator, make_generator
+from dlcr_data.build.annotate.shape_geometry import GeometricShapeScorer
+from dlcr_data.build.generate import GENERATORS, GenerationRequest, Generator
 from dlcr_data.build.outfit_clusters import outfit_clusters_from_records
 from dlcr_data.build.parse import OracleParser, clothing_mask
 from dlcr_data.build.plan import plan_variants
 from dlcr_data.loaders.demo import Demo
 from dlcr_data.records import Record
-from dlcr_data.reid.model import DEMO_IMAGE_SIZE, ReIDConfig, ReIDModel, save_checkpoint
-from dlcr_data.reid.train import extract_images
+from dlcr_data.reid.checkpoints import save_checkpoint
+from dlcr_data.reid.features import extract_images
+from dlcr_data.reid.model import DEMO_IMAGE_SIZE, ReIDConfig, ReIDModel
 
 GENERATOR_NAMES = ("recolor", "clone", "swap")  # recolor first: the peer
 PER_IMAGE = (*GENERATOR_NAMES, "body_shape", "gate", "extract")
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
     pids = [r.pid for r in sources]
     distinct = sorted({r.key: r for r in sources}.values(), key=lambda r: r.key)
 
-    generators = {name: make_generator(name) for name in GENERATOR_NAMES}
+    generators = {name: GENERATORS[name]() for name in GENERATOR_NAMES}
     _, generated = run_batches(generator_step(generators["recolor"], requests), n, bs)  # what the gate checks
     workdir = Path(tempfile.mkdtemp(prefix="dlcr-bench-seed-"))
     try:

@@ -2,7 +2,7 @@
 with DLCR pairing + progressive learning, evaluated on the demo's general and clothes-changing protocols, plus
 (b) with test-time refinement. Writes `experiment.json` and prints the table.
 
-`--all` adds one run per seed-method feature, each changing one thing against (b) with the same budget: the
+`--all` adds one run per feature of the related methods, each changing one thing against (b) with the same budget: the
 generators (clone: ClonedPerson outfit cloning; swap: DG-Net appearance swap), ClonedPerson's similarity-diversity
 sampler, DG-Net's teacher soft labels + fine-grained head, and CLIP3DReID's identity gate (the originals model of
 (a) is the frozen teacher and the gate model, as both methods use a model trained on real images; a second gate
@@ -17,8 +17,7 @@ from pathlib import Path
 
 from dlcr_data.build import BuildOptions, build
 from dlcr_data.files import write_json_atomic
-from dlcr_data.reid.evaluate import evaluate_checkpoint
-from dlcr_data.reid.train import TrainConfig, train
+from dlcr_data.reid.config import TrainConfig
 
 PROTOCOLS = ("general", "cc")
 
@@ -38,11 +37,11 @@ class ExperimentConfig:
     batch_k: int = 4
     refine: int = 4  # DLCR's test-time refinement used 4 variant sets
     seed: int = 1
-    all: bool = False  # also the seed-method rows (clone, swap, similarity-diversity, teacher + FG head, gate)
+    all: bool = False  # also the related methods' rows (clone, swap, similarity-diversity, teacher + FG head, gate)
 
 
 @dataclass(frozen=True)
-class Run:
+class ExperimentRun:
     """One row: a name, its training config and the build it pairs with (its query variants refine it)."""
 
     name: str
@@ -51,6 +50,9 @@ class Run:
 
 
 def run_experiment(config: ExperimentConfig, reporter=None) -> dict:
+    from dlcr_data.reid.evaluate import evaluate_checkpoint  # torch: imported when an experiment runs, not for --help
+    from dlcr_data.reid.train import train
+
     out = Path(config.out)
     _build(config, out, reporter)
     base = TrainConfig(
@@ -66,7 +68,7 @@ def run_experiment(config: ExperimentConfig, reporter=None) -> dict:
         seed=config.seed,
         out=str(out / "experiment" / "originals"),
     )
-    runs = [Run("originals", base), Run("dlcr", _paired(base, out, "dlcr"), out)]
+    runs = [ExperimentRun("originals", base), ExperimentRun("dlcr", _paired(base, out, "dlcr"), out)]
     checkpoints = {}
     for run in runs:
         checkpoints[run.name] = train(run.train, reporter)
@@ -82,14 +84,14 @@ def run_experiment(config: ExperimentConfig, reporter=None) -> dict:
         }
         for name, options in builds.items():
             folder = _build(config, out / "experiment" / "builds" / _slug(name), reporter, **options)
-            runs.append(Run(f"dlcr, {name}", _paired(base, folder, name), folder))
+            runs.append(ExperimentRun(f"dlcr, {name}", _paired(base, folder, name), folder))
         teacher_run = replace(
             _paired(base, out, "teacher + fine-grained head"),
             gen_label="teacher",
             teacher=str(teacher),
             fine_grained_head=True,
         )
-        runs.append(Run("dlcr, teacher labels + fine-grained head", teacher_run, out))
+        runs.append(ExperimentRun("dlcr, teacher labels + fine-grained head", teacher_run, out))
         for run in runs[2:]:
             checkpoints[run.name] = train(run.train, reporter)
     rows = []

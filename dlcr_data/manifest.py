@@ -3,12 +3,14 @@
 One entry per dataset under `builds` (several datasets can share an out folder): the options that determine the
 bytes, the models with their revisions, every shard with its sample count, size and sha256, totals, and every
 skipped source item with its reason. The build writes it (main process, after every shard is complete); the card,
-`preview`, `push-to-hub` and `evaluate --refine` read it.
+`preview`, `push-to-hub` and `evaluate --refine` read it. Shards live in `OUT/<dataset>/`; `push-to-hub
+--include-source` adds the original images as `OUT/<dataset>-source/` (not in the manifest: never built).
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from dlcr_data import __version__
@@ -17,6 +19,7 @@ from dlcr_data.files import sha256_file, write_json_atomic
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "dlcr-data/build/1"
+SOURCE_SUFFIX = "-source"  # `OUT/<dataset>-source/`: original images, written and uploaded only with --include-source
 
 
 def read_json(path: Path) -> dict | list | None:
@@ -65,6 +68,38 @@ def verify_build(out: Path) -> dict:
             f"{out} is not a complete build: {problems[0]}{more}; rerun `dlcr-data build` with the same options"
         )
     return manifest
+
+
+def samples_per_split(entry: dict) -> dict[str, int]:
+    """One dataset's sample count per split, in the order its shards list the splits."""
+    counts: dict[str, int] = {}
+    for shard in entry["shards"]:
+        counts[shard["split"]] = counts.get(shard["split"], 0) + shard["samples"]
+    return counts
+
+
+def rebuild_command(out: Path, dataset: str, config: dict, **changes) -> str:
+    """The `dlcr-data build` command line that rebuilds `dataset` into `out` from its recorded `config` (the entry's
+    `config`, `BuildOptions.fingerprint()`) with `changes` applied, e.g. `splits=["train", "query"]`.
+
+    Every recorded option becomes a flag (`--option-name value`): lists comma-joined, a list of numbers as `WxH`
+    (`--resolution`), True as a bare flag; None and False are left out (their CLI defaults). `--overwrite` is
+    added: the options differ from the recorded ones, and a build made with other options is only replaced on
+    request."""
+    options = {**config, **changes}
+    words = ["dlcr-data", "build", dataset, "--out", str(out)]
+    for key, value in options.items():
+        if key == "dataset" or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, list | tuple):
+            numbers = all(isinstance(v, int | float) for v in value)
+            words += [flag, ("x" if numbers else ",").join(str(v) for v in value)]
+        else:
+            words += [flag, str(value)]
+    return shlex.join([*words, "--overwrite"])
 
 
 def write_entry(out: Path, dataset: str, entry: dict) -> None:

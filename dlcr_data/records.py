@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from typing import Annotated, get_type_hints
 
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -67,42 +68,63 @@ def source_features():
     )
 
 
-# The json member of every generated sample: the same fields, in this order, in every sample of every build.
-SAMPLE_SCHEMA: dict[str, str] = {
-    "dataset": "string",
-    "split": "string",
-    "source_key": "string",
-    "pid": "int64",
-    "camid": "int32",
-    "source_clothes_id": "string",
-    "target_clothes_id": "string",
-    "target_text": "string",  # "top | bottom | shoes"
-    "prompt": "string",
-    "negative_prompt": "string",
-    "generator": "string",
-    "model": "string",  # "" for model-free generators
-    "seed": "int64",
-    "variant": "int32",
-    "width": "int32",
-    "height": "int32",
+# Hugging Face dtypes of the sample fields: the annotation of each `SampleMeta` field carries its dtype.
+String = Annotated[str, "string"]
+Int32 = Annotated[int, "int32"]
+Int64 = Annotated[int, "int64"]
+Float32 = Annotated[float | None, "float32"]  # null allowed
+Float32List = Annotated[list[float], "list<float32>"]
+
+
+@dataclass(frozen=True)
+class SampleMeta:
+    """The json member of every generated sample: these fields, in this order, in every sample of every build.
+
+    The one declaration of the sample schema: `SAMPLE_SCHEMA` and `sample_features` are derived from it.
+    """
+
+    dataset: String
+    split: String
+    source_key: String
+    pid: Int64
+    camid: Int32
+    source_clothes_id: String
+    target_clothes_id: String
+    target_text: String  # "top | bottom | shoes"
+    prompt: String
+    negative_prompt: String
+    generator: String
+    model: String  # "" for model-free generators
+    seed: Int64  # the random seed of this variant's generation
+    variant: Int32
+    width: Int32
+    height: Int32
     # Providers (DG-Net's terms): structure = the source person, always; appearance = the image whose garments
     # were transferred (clone, swap), "" / -1 when the outfit came from text (diffusion, recolor).
-    "structure_key": "string",
-    "structure_pid": "int64",
-    "appearance_key": "string",
-    "appearance_pid": "int64",
+    structure_key: String
+    structure_pid: Int64
+    appearance_key: String
+    appearance_pid: Int64
     # How the target outfit was chosen: "random" (DLCR) or "similar"/"diverse" (ClonedPerson's sampler), and the
     # target outfit's DBSCAN cluster (-1: noise, or no clustering).
-    "sampling": "string",
-    "cluster_id": "int32",
-    # CLIP3DReID body shape of the source person: scores over `body_shape.BODY_SHAPE_WORDS` (empty when off).
-    "body_shape_method": "string",  # "clip:<model>", "geometry" or "" (off)
-    "body_shape_vocabulary": "string",  # "shapy-21" or ""
-    "body_shape_scores": "list<float32>",
-    "body_shape_top": "string",  # the top words, comma-separated
+    sampling: String
+    cluster_id: Int32
+    # CLIP3DReID body shape of the source person: scores over `vocab.body_shapes.BODY_SHAPE_WORDS` (empty when off).
+    body_shape_method: String  # "clip:<model>", "geometry" or "" (off)
+    body_shape_vocabulary: String  # "shapy-21" or ""
+    body_shape_scores: Float32List
+    body_shape_top: String  # the top words, comma-separated
     # Identity gate: the gate model and this sample's cosine to its identity prototype (null when not gated).
-    "gate_model": "string",
-    "gate_score": "float32",
+    gate_model: String
+    gate_score: Float32
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# field -> HF dtype, in field order (the card declares it; `shards.encode_sample` checks every sample against it).
+SAMPLE_SCHEMA: dict[str, str] = {
+    name: hint.__metadata__[0] for name, hint in get_type_hints(SampleMeta, include_extras=True).items()
 }
 
 

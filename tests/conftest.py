@@ -65,3 +65,19 @@ def tiny_clip(tmp_path_factory) -> Path:
     from tiny_models import save_tiny_clip
 
     return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+# -- a tiny finished build, shared by the publishing tests (hub, CLI) ------------------------------------------------
+# Read-only: a test that changes it works on a copy (`shutil.copytree(tiny_build, tmp_path / "out")`).
+@pytest.fixture(scope="session")
+def tiny_build(tmp_path_factory) -> Path:
+    """A complete demo build: 6 identities, 3 variants per image, train and query splits, 25 samples a shard."""
+    from dlcr_data.build import BuildOptions, build
+    from dlcr_data.demo import DemoConfig, render_demo
+
+    root = render_demo(
+        tmp_path_factory.mktemp("tiny-demo") / "dlcr_demo", DemoConfig(seed=5, num_ids=6, images_per_camera=2)
+    )
+    out = tmp_path_factory.mktemp("tiny-build") / "out"
+    build(BuildOptions("demo", out, root=str(root), variants=3, splits=("train", "query"), shard_samples=25))
+    return out

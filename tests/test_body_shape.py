@@ -5,32 +5,36 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from dlcr_data import loaders
+from dlcr_data.build import BuildOptions
 from dlcr_data.build.annotate.body_shape import (
-    BODY_SHAPE_WORDS,
+    SHAPE_SCORERS,
+    mean_known,
+    scorer_name,
+    summarise_identities,
+    top_words,
+)
+from dlcr_data.build.annotate.shape_clip import ClipShapeScorer
+from dlcr_data.build.annotate.shape_geometry import (
     MEASURED_WORDS,
     UNKNOWN,
     UNMEASURED_WORDS,
-    WORD_INDEX,
-    ClipShapeScorer,
     GeometricShapeScorer,
-    make_shape_scorer,
-    mean_known,
     measure_shape,
-    shape_text_embeddings,
-    summarise_identities,
-    top_words,
 )
 from dlcr_data.build.parse import OracleParser
 from dlcr_data.demo import DemoConfig, render_demo
 from dlcr_data.demo.plan import Plan
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import ModelNotFound
+from dlcr_data.vocab.body_shapes import BODY_SHAPE_WORDS, WORD_INDEX, shape_text_embeddings
 from dlcr_data.vocab.garments import CLASS_ID
 
 N_WORDS = len(BODY_SHAPE_WORDS)
@@ -244,19 +248,25 @@ def test_shape_text_embeddings_are_unit_rows_usable_as_targets(clip_scorer):
 def test_bad_clip_ref_is_one_line_model_not_found(tmp_path):
     for ref in ("no-such-org/no-such-clip", str(tmp_path / "missing"), str(tmp_path)):  # id, no path, empty dir
         with pytest.raises(ModelNotFound) as info:
-            make_shape_scorer(ref)
+            ClipShapeScorer(ref)
         assert isinstance(info.value, UserError)
         assert "\n" not in str(info.value) and "--body-shape" in str(info.value)
 
 
-def test_make_shape_scorer_picks_the_backend(tiny_clip):
-    geometry = make_shape_scorer(None, device="cpu", batch_size=4)  # inference options are ignored
+def scorer_for(body_shape: str, **options):
+    """The scorer a build with `--body-shape body_shape` uses (registry, then `from_options`)."""
+    opts = BuildOptions("demo", Path("out"), body_shape=body_shape, **options)
+    return SHAPE_SCORERS[scorer_name(body_shape)].from_options(opts, loaders.get("demo"))
+
+
+def test_body_shape_option_picks_the_scorer(tiny_clip):
+    geometry = scorer_for("geometry", batch_size=4)  # inference options are ignored
     assert isinstance(geometry, GeometricShapeScorer) and geometry.method == "geometry"
-    assert isinstance(make_shape_scorer(str(tiny_clip), temperature=5.0), ClipShapeScorer)
-    with pytest.raises(UserError, match="temperature"):
-        make_shape_scorer(None, temperature=5.0)
+    clip = scorer_for(str(tiny_clip))  # any other value is a CLIP model
+    assert isinstance(clip, ClipShapeScorer) and clip.method == f"clip:{tiny_clip}"
+    assert ClipShapeScorer(str(tiny_clip), temperature=5.0).temperature == 5.0
     with pytest.raises(UserError, match=re.escape("{word}")):
-        make_shape_scorer(str(tiny_clip), template="a photo of a person")
+        ClipShapeScorer(str(tiny_clip), template="a photo of a person")
 
 
 # -- reading scores ---------------------------------------------------------------------------------------------
@@ -305,9 +315,8 @@ def test_a_model_that_is_not_clip_is_refused(tmp_path):
     """`CLIPModel.from_pretrained` would load any folder with random CLIP weights and only warn."""
     from transformers import ResNetConfig, ResNetModel
 
-    from dlcr_data.build.annotate.body_shape import make_shape_scorer
     from dlcr_data.errors import UserError
 
     ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 8], depths=[1, 1])).save_pretrained(tmp_path)
     with pytest.raises(UserError, match="not CLIP"):
-        make_shape_scorer(str(tmp_path))
+        ClipShapeScorer(str(tmp_path))

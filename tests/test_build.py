@@ -83,6 +83,17 @@ def test_plan_is_a_pure_function_of_seed_key_and_variant():
     assert plan != plan_variants(recs, outfits, 5, seed=2)
 
 
+# -- options ----------------------------------------------------------------------------------------------------
+def test_options_round_trip_through_json(tmp_path):
+    opts = BuildOptions("demo", tmp_path / "out", splits=("train", "query"), resolution=(128, 256), batch_size=3)
+    assert BuildOptions.from_dict(json.loads(json.dumps(opts.to_dict()))) == opts  # lists come back as tuples
+    fingerprint = json.loads(json.dumps(opts.fingerprint()))
+    assert "out" not in fingerprint and "batch_size" not in fingerprint  # runtime-only options
+    again = BuildOptions.from_dict(fingerprint, out=opts.out, batch_size=3)
+    assert again == opts and again.fingerprint() == opts.fingerprint()
+    assert BuildOptions.from_dict(fingerprint).fingerprint() == opts.fingerprint()
+
+
 # -- the build --------------------------------------------------------------------------------------------------
 def test_shards_manifest_and_samples(reference, demo_root):
     manifest = json.loads((reference / "manifest.json").read_text())

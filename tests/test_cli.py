@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import logging
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
+import typer
 from fixtures import WRITERS
+from huggingface_hub import HfApi
 from typer.testing import CliRunner
 
 from dlcr_data import __version__, loaders
+from dlcr_data.build import BuildOptions
 from dlcr_data.cli import app
 
 runner = CliRunner()
@@ -27,29 +36,27 @@ def test_version():
     assert result.stdout.strip() == f"dlcr-data {__version__}"
 
 
-@pytest.mark.parametrize(
-    "command", [[], ["datasets"], ["inspect"], ["demo"], ["build"], ["preview"], ["card"], ["push-to-hub"]]
-)
-def test_help_on_every_command(command):
-    result = invoke(*command, "--help")
-    assert result.exit_code == 0
+COMMANDS = sorted(typer.main.get_command(app).commands)  # as registered: a new command is covered by itself
+
+
+def test_the_commands_users_know_stay():
+    names = ["datasets", "inspect", "demo", "build", "preview", "card", "push-to-hub", "train", "evaluate"]
+    assert set(COMMANDS) == {*names, "experiment"}
+
+
+@pytest.mark.parametrize("command", [[], *([name] for name in COMMANDS)], ids=lambda c: " ".join(c) or "dlcr-data")
+def test_help_on_every_command_fits_80_columns(command):
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
     assert "Usage" in result.stdout
-
-
-def test_every_command_is_covered_by_the_help_test():
-    names = {c.name or c.callback.__name__ for c in app.registered_commands}
-    assert names == {
-        "datasets",
-        "inspect",
-        "demo",
-        "build",
-        "preview",
-        "card",
-        "push-to-hub",
-        "train",
-        "evaluate",
-        "experiment",
-    }
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert "…" not in result.stdout  # rich cuts a name or word that does not fit with "…"
+    group = typer.main.get_command(app)
+    cmd = group.commands[command[0]] if command else group
+    names = [opt for param in cmd.params for opt in (*param.opts, *param.secondary_opts) if opt.startswith("--")]
+    for name in [*names, "--help"]:
+        assert re.search(rf"{re.escape(name)}(?![\w-])", result.stdout), f"{name} is not shown whole"
+    assert "<bool>" not in result.stdout  # a plain flag takes no value
 
 
 def test_datasets_lists_the_six_with_layout_and_stats():
@@ -153,3 +160,99 @@ def test_console_script_and_module_entry_points():
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == f"dlcr-data {__version__}"
+
+
+# -- one home per option: a command given no options passes exactly the library's defaults ------------------------
+EMPTY_ENTRY = {"totals": {"splits": {}}, "outfits": 0, "skipped": []}  # what a build returns, minus its work
+
+
+def test_build_passes_the_build_options_defaults_and_parses_the_rest(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr("dlcr_data.build.build", lambda options, reporter=None: seen.append(options) or EMPTY_ENTRY)
+    assert invoke("build", "demo", "--out", tmp_path / "a").exit_code == 0
+    args = ["--splits", "train, query", "--mask-classes", "upper,lower", "--resolution", "64X128", "--limit", 3]
+    assert invoke("build", "demo", "--out", tmp_path / "b", "--root", tmp_path / "src", *args).exit_code == 0
+    assert seen == [
+        BuildOptions("demo", tmp_path / "a"),
+        BuildOptions(
+            "demo",
+            tmp_path / "b",
+            root=str(tmp_path / "src"),
+            splits=("train", "query"),
+            mask_classes=("upper", "lower"),
+            resolution=(64, 128),
+            limit=3,
+        ),
+    ]
+
+
+def test_every_build_option_has_its_flag():
+    """`dlcr-data build` takes every `BuildOptions` field, so a recorded build config is a command line again."""
+    flags = {param.name for param in typer.main.get_command(app).commands["build"].params}
+    assert {f.name for f in dataclasses.fields(BuildOptions)} == flags
+
+
+def test_train_passes_the_train_config_defaults(tmp_path, monkeypatch):
+    from dlcr_data.reid.config import TrainConfig
+
+    seen = []
+    monkeypatch.setattr("dlcr_data.reid.train.train", lambda config, reporter=None: seen.append(config) or tmp_path)
+    assert invoke("train", "demo", "--out", tmp_path / "run").exit_code == 0
+    assert invoke("train", "demo", "--out", tmp_path / "run", "--image-size", "64x32").exit_code == 0
+    run = str(tmp_path / "run")
+    assert seen == [TrainConfig("demo", run), TrainConfig("demo", run, image_size=(64, 32))]
+
+
+def test_experiment_passes_the_experiment_config_defaults(monkeypatch):
+    from dlcr_data.experiment import ExperimentConfig
+
+    seen = []
+    monkeypatch.setattr("dlcr_data.experiment.run_experiment", lambda c, reporter=None: seen.append(c) or {"rows": []})
+    assert invoke("experiment").exit_code == 0
+    assert seen == [ExperimentConfig()]
+
+
+def test_evaluate_passes_evaluate_checkpoints_defaults(tmp_path, monkeypatch):
+    from dlcr_data.reid import evaluate
+
+    seen = {}
+    defaults = inspect.signature(evaluate.evaluate_checkpoint).parameters
+    monkeypatch.setattr(evaluate, "evaluate_checkpoint", lambda *args, **kwargs: seen.update(kwargs) or {})
+    assert invoke("evaluate", tmp_path, "demo").exit_code == 0
+    for name in ("refine", "expanded", "top_ids", "batch_size"):
+        assert seen[name] == defaults[name].default, name
+
+
+def test_push_to_hub_passes_push_to_hubs_defaults(tmp_path, monkeypatch):
+    from dlcr_data import hub
+
+    seen = {}
+    defaults = inspect.signature(hub.push_to_hub).parameters
+    result = hub.PushResult("me/x", [], commit_url="https://huggingface.co/datasets/me/x/commit/0")
+    monkeypatch.setattr(hub, "push_to_hub", lambda *args, **kwargs: seen.update(kwargs) or result)
+    assert invoke("push-to-hub", tmp_path, "me/x").exit_code == 0
+    for name, param in defaults.items():
+        if param.default is not inspect.Parameter.empty and name != "api":
+            assert seen[name] == param.default, name
+
+
+# -- the token -------------------------------------------------------------------------------------------------------
+def test_token_is_never_printed_or_logged_on_a_real_push(tiny_build, tmp_path, monkeypatch, caplog):
+    """The whole upload path (token read, repo created, folder uploaded) against an autospec'd `HfApi`."""
+    out = Path(shutil.copytree(tiny_build, tmp_path / "out"))
+    secret = "hf_" + "TokenThatMustNeverShow" * 2
+    monkeypatch.setenv("HF_TOKEN", secret)
+    monkeypatch.delenv("HF_OIDC_RESOURCE", raising=False)  # the environment's token is the one read
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    api_class = mock.create_autospec(HfApi)
+    api_class.return_value.upload_folder.return_value.commit_url = "https://huggingface.co/datasets/me/x/commit/0"
+    monkeypatch.setattr("huggingface_hub.HfApi", api_class)
+    caplog.set_level(logging.DEBUG)
+
+    result = invoke("push-to-hub", out, "me/x", "--private", "--revision", "v1")
+
+    assert result.exit_code == 0, result.output
+    api_class.return_value.upload_folder.assert_called_once()  # past the token check: the real push ran
+    assert "uploaded" in result.stdout and "commit/0" in result.stdout
+    for text in (result.stdout, result.stderr, caplog.text):
+        assert secret not in text and secret[3:20] not in text

@@ -9,21 +9,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dlcr_data import loaders
+from dlcr_data.build import BuildOptions
+from dlcr_data.build.backends import lookup
 from dlcr_data.build.describe import (
-    STRICT_SUFFIX,
+    DESCRIBERS,
     ColorDescriber,
     OracleDescriber,
     OutfitImages,
     OutfitText,
     VLMDescriber,
-    _spread,
     cache_path,
     describe_outfits,
     group_outfits,
-    make_describer,
     parse_outfit_text,
     read_outfits,
 )
+from dlcr_data.build.describe.vlm import STRICT_SUFFIX, _spread
 from dlcr_data.demo import DemoConfig
 from dlcr_data.errors import UserError
 from dlcr_data.loaders.base import Loaded
@@ -253,15 +255,21 @@ def test_oracle_returns_demo_texts(demo):
         oracle.describe([OutfitImages("x_9", 9, [], [], [])])
 
 
-def test_make_describer_registry(demo):
-    assert isinstance(make_describer("color", dataset="ltcc", device="cpu", batch_size=2), ColorDescriber)
-    assert isinstance(make_describer("Oracle", dataset="demo", root=demo.root), OracleDescriber)
+def describer_for(name: str, dataset: str, **options):
+    """The describer a build with these options uses (registry lookup, then `from_options`)."""
+    opts = BuildOptions(dataset, Path("out"), describer=name, **options)
+    return lookup(DESCRIBERS, name, "describer").from_options(opts, loaders.get(dataset))
+
+
+def test_describer_registry(demo):
+    assert isinstance(describer_for("color", "ltcc", batch_size=2), ColorDescriber)  # inference options are ignored
+    assert isinstance(describer_for("Oracle", "demo", root=str(demo.root)), OracleDescriber)
     with pytest.raises(UserError, match="unknown describer"):
-        make_describer("gpt", dataset="demo")
+        describer_for("gpt", "demo")
     with pytest.raises(UserError, match="--vlm-model"):
-        make_describer("color", dataset="demo", vlm="some/model")
+        describer_for("color", "demo", vlm_model="some/model")
     with pytest.raises(UserError, match="ships no outfit texts"):
-        make_describer("oracle", dataset="prcc")
+        describer_for("oracle", "prcc")
 
 
 # -- the stage ------------------------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from dlcr_data.demo.labels import LOWER, UPPER
 from dlcr_data.errors import UserError
 from dlcr_data.loaders.demo import Demo
 from dlcr_data.pretrained import ModelNotFound
+from dlcr_data.reid.checkpoints import save_checkpoint
 from dlcr_data.reid.data import normalize, to_uint8
-from dlcr_data.reid.model import ReIDConfig, ReIDModel, save_checkpoint
+from dlcr_data.reid.model import ReIDConfig, ReIDModel
 
 SIZE = (64, 32)  # re-ID input (H, W)
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlcr_data.build.generate import GENERATORS, GenerationRequest, Generator, composite, make_generator
+from dlcr_data.build.backends import lookup
+from dlcr_data.build.generate import GENERATORS, GenerationRequest, Generator, composite
 from dlcr_data.build.generate.composite import from_model_size, to_model_size
+from dlcr_data.build.generate.diffusion import DiffusionGenerator
 from dlcr_data.build.generate.recolor import RecolorGenerator, _target_lab, recolour_pixels, region_shading, second_tone
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import ModelNotFound
@@ -58,10 +60,10 @@ def clothes_mask(garments: np.ndarray) -> np.ndarray:
 
 def test_registry():
     assert set(GENERATORS) >= {"diffusion", "recolor"}
-    gen = make_generator("recolor")
+    gen = lookup(GENERATORS, "recolor", "generator")()
     assert isinstance(gen, Generator) and gen.name == "recolor" and gen.model_id is None
     with pytest.raises(UserError, match="choose one of: diffusion, recolor"):
-        make_generator("dalle")
+        lookup(GENERATORS, "dalle", "generator")
 
 
 # --- composite --------------------------------------------------------------------------------------------------
@@ -321,7 +323,7 @@ def test_recolor_pattern_speed():
 
 @pytest.fixture(scope="module")
 def diffusion(tiny_sd):
-    return make_generator("diffusion", model=str(tiny_sd), resolution=(32, 64), steps=2)
+    return DiffusionGenerator(model=str(tiny_sd), resolution=(32, 64), steps=2)
 
 
 def sd_request(seed: int, w: int = 37, h: int = 83, prompt: str = "a red shirt") -> GenerationRequest:
@@ -354,7 +356,7 @@ def test_diffusion_per_sample_seeds(diffusion):
 
 
 def test_diffusion_pad(tiny_sd):
-    gen = make_generator("diffusion", model=str(tiny_sd), resolution=(32, 64), steps=2, pad=True, mask_blur=1)
+    gen = DiffusionGenerator(model=str(tiny_sd), resolution=(32, 64), steps=2, pad=True, mask_blur=1)
     r = sd_request(4, w=61, h=71)  # nearly square: wide letterbox
     out = gen.generate([r])[0]
     src, res = np.asarray(r.image), np.asarray(out)
@@ -366,12 +368,12 @@ def test_diffusion_pad(tiny_sd):
 @pytest.mark.parametrize("resolution", [(30, 64), (32, 0)])
 def test_diffusion_bad_resolution(tiny_sd, resolution):
     with pytest.raises(UserError, match="multiples of 8"):
-        make_generator("diffusion", model=str(tiny_sd), resolution=resolution)
+        DiffusionGenerator(model=str(tiny_sd), resolution=resolution)
 
 
 @pytest.mark.parametrize("ref", ["no-such-org/no-such-inpainting-model", "not a valid id"])
 def test_diffusion_bad_model(ref):
     with pytest.raises(ModelNotFound) as err:
-        make_generator("diffusion", model=ref, steps=2)
+        DiffusionGenerator(model=ref, steps=2)
     message = str(err.value)
     assert "--model" in message and ref in message and "\n" not in message

@@ -1,4 +1,4 @@
-"""The vectorised evaluator against a literal per-query loop of CAL's semantics (datasets.md §4)."""
+"""The vectorised evaluator against a literal per-query loop of CAL's semantics (docs/datasets.md §4)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dlcr_data.reid import metrics
 from dlcr_data.reid.metrics import cosine_distance, encode_labels, evaluate_features, evaluate_rank, topk
 
 
-# -- reference: one query at a time, the table of datasets.md §4 read literally, stable argsort -----------------
+# -- reference: one query at a time, the table of docs/datasets.md §4 read literally, stable argsort ------------
 def reference(distmat, q_pids, g_pids, q_cams, g_cams, q_clothes=None, g_clothes=None, mode="general", max_rank=50):
     q_pids, g_pids, q_cams, g_cams = map(np.asarray, (q_pids, g_pids, q_cams, g_cams))
     num_q, num_g = distmat.shape
@@ -59,7 +59,7 @@ def assert_same(got: dict, want: dict, tol: float = 1e-12) -> None:
 
 
 def make_case(seed: int, num_q: int = 40, num_g: int = 120, quantise: int | None = None) -> dict:
-    """Random labels with every situation of datasets.md §8: same-camera positives, same- and other-clothes
+    """Random labels with every situation of docs/datasets.md §8: same-camera positives, same- and other-clothes
     positives, an identity with a single outfit (pid 0), query pids absent from the gallery (pid 99)."""
     rng = np.random.default_rng(seed)
     num_pids, num_cams = 8, 3

@@ -10,6 +10,9 @@ import pytest
 from PIL import Image
 from tiny_models import CLOTHES_LABELS, force_label
 
+from dlcr_data import loaders
+from dlcr_data.build import BuildOptions
+from dlcr_data.build.backends import lookup
 from dlcr_data.build.parse import (
     PARSERS,
     OracleParser,
@@ -17,7 +20,6 @@ from dlcr_data.build.parse import (
     clothing_mask,
     label_lut,
     load_garment_map,
-    make_parser,
     parse_records,
 )
 from dlcr_data.demo import DemoConfig, render_demo
@@ -31,6 +33,12 @@ from dlcr_data.vocab.garments import CLASS_ID, CLASSES
 TINY_DEMO = DemoConfig(num_ids=4, images_per_camera=1)
 DEMO_TO_CLASS = {0: "background", HAIR: "hair", FACE: "face", UPPER: "upper", LOWER: "lower", SHOES: "shoes"}
 DEMO_TO_CLASS |= {ARMS: "skin", LEGS: "skin"}
+
+
+def parser_for(name: str, dataset: str, **options):
+    """The parser a build with these options uses (registry lookup, then `from_options`)."""
+    opts = BuildOptions(dataset, Path("out"), parser=name, **options)
+    return lookup(PARSERS, name, "parser").from_options(opts, loaders.get(dataset))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +105,7 @@ def test_bad_model_id_is_one_line_model_not_found(tmp_path):
     message = str(info.value)
     assert "\n" not in message and "no-such-org/no-such-parser" in message and "--parser-model" in message
     with pytest.raises(ModelNotFound, match="--parser-model"):
-        make_parser("segformer", str(tmp_path), dataset="ltcc")  # an empty local folder
+        parser_for("segformer", "ltcc", parser_model=str(tmp_path))  # an empty local folder
 
 
 # -- oracle and registry ---------------------------------------------------------------------------------------
@@ -105,7 +113,7 @@ def test_bad_model_id_is_one_line_model_not_found(tmp_path):
 
 def test_oracle_maps_demo_labels_to_canonical_classes(demo):
     root, records = demo
-    parser = make_parser("oracle", dataset="demo")
+    parser = parser_for("oracle", "demo")
     assert (parser.name, parser.model_id) == ("oracle", None)
     images = [Image.open(root / r.path).convert("RGB") for r in records]
     maps = parser.parse(images, records, root)
@@ -122,14 +130,14 @@ def test_oracle_needs_a_dataset_with_masks():
     with pytest.raises(UserError, match="ltcc ships no parsing masks; use --parser segformer"):
         OracleParser("ltcc")
     with pytest.raises(UserError, match="ships no parsing masks"):
-        make_parser("oracle", dataset="prcc", device="cpu", batch_size=4)  # inference options are accepted
+        parser_for("oracle", "prcc", batch_size=4)  # inference options are accepted
     with pytest.raises(UserError, match="--parser-model"):
-        make_parser("oracle", "some/model", dataset="demo")
+        parser_for("oracle", "demo", parser_model="some/model")
 
 
 def test_unknown_parser_lists_choices():
     with pytest.raises(UserError) as info:
-        make_parser("schp", dataset="demo")
+        parser_for("schp", "demo")
     assert all(name in str(info.value) for name in PARSERS)
 
 
@@ -234,7 +242,7 @@ def test_parse_records_with_segformer_uses_a_videos_first_frame(tiny_segformer, 
         Record("t1", "t1", 1, 0, "1_1", "train", frames=("t1/f0.png", "t1/f1.png")),
         Record("img", "img.jpg", 2, 1, "2_1", "train"),
     ]
-    parser = make_parser("segformer", str(tiny_segformer), dataset="ccvid", device="cpu")
+    parser = SegformerParser(str(tiny_segformer), device="cpu")
     assert parse_records(records, root, parser, tmp_path / "maps") == []
     assert load_garment_map(tmp_path / "maps", "t1").shape == (44, 20)
     assert load_garment_map(tmp_path / "maps", "img").shape == (32, 16)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from dlcr_data import loaders
 from dlcr_data.build import BuildOptions, build
 from dlcr_data.cli import app
 from dlcr_data.demo import DemoConfig, render_demo
@@ -81,16 +81,31 @@ def test_experiment_writes_rows_for_both_runs_and_refinement(demo_root, expanded
         assert set(row["cc"]) == {"rank1", "mAP"}
 
 
-def test_refinement_generates_missing_query_variants_with_the_builds_options(demo_root, tmp_path):
-    from dlcr_data.reid.evaluate import evaluate_checkpoint
-
+def test_refinement_never_builds_it_names_the_build_command_that_makes_the_query_variants(demo_root, tmp_path):
     out = tmp_path / "train_only"
     build(BuildOptions("demo", out, root=str(demo_root), variants=2))  # no query split in this build
     run = tmp_path / "run"
     args = ["train", "demo", "--root", str(demo_root), "--out", str(run), "--scratch", "resnet-tiny"]
     assert runner.invoke(app, [*args, "--epochs", "1", "--image-size", "64x32", "--batch-p", "2"]).exit_code == 0
-    result = evaluate_checkpoint(run / "checkpoints" / "epoch-0001", "demo", demo_root, refine=2, expanded=str(out))
-    assert set(result["refined"]) == {"general", "sc", "cc"}
-    generated = json.loads((out / "refine" / "manifest.json").read_text())["builds"]["demo"]
-    assert generated["config"]["splits"] == ["query"] and generated["config"]["generator"] == "recolor"
-    assert generated["totals"]["samples"] == 2 * len(loaders.load("demo", demo_root)["query"])
+    evaluate = ["evaluate", str(run / "checkpoints" / "epoch-0001"), "demo", "--root", str(demo_root)]
+    evaluate += ["--refine", "2", "--expanded", str(out)]
+    shards = sorted(p.name for p in (out / "demo").iterdir())
+
+    refused = runner.invoke(app, evaluate)
+    command = (
+        f"dlcr-data build demo --out {out} --describer oracle --dilation 0 --generator recolor --guidance 7.5 "
+        "--image-format png --mask-classes upper,lower,dress,shoes,accessories --negative-prompt '' --parser oracle "
+        "--prompt-template 'a person wearing {top}, {bottom} and {shoes}' --resolution 256x768 "
+        f"--root {demo_root} --sampler random --seed 0 --shard-samples 1000 --similar-fraction 0.5 "
+        "--splits train,query --steps 50 --variants 2 --overwrite"
+    )
+    assert refused.exit_code == 2
+    error = refused.stderr.splitlines()[-1]  # one line (load_expanded's progress bars come before it)
+    assert error.endswith(f"{out} lacks 2 demo query variants per image to refine with; build them: {command}")
+    assert sorted(p.name for p in (out / "demo").iterdir()) == shards and not (out / "refine").exists()  # no build
+
+    built = runner.invoke(app, shlex.split(command)[1:])
+    assert built.exit_code == 0, built.output
+    assert runner.invoke(app, evaluate).exit_code == 0
+    metrics = json.loads((run / "checkpoints" / "epoch-0001" / "eval" / "metrics.json").read_text())
+    assert set(metrics["refined"]) == {"general", "sc", "cc"}

@@ -13,6 +13,8 @@ from dlcr_data.build import BuildOptions, build
 from dlcr_data.demo import DemoConfig, render_demo
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import ModelNotFound
+from dlcr_data.reid.checkpoints import load_checkpoint
+from dlcr_data.reid.config import TrainConfig
 from dlcr_data.reid.data import (
     LabelMaps,
     PairedBatchSampler,
@@ -21,10 +23,11 @@ from dlcr_data.reid.data import (
     pid2clothes,
     real_mask,
 )
+from dlcr_data.reid.features import extract_features, extract_images
 from dlcr_data.reid.losses import ClothesAdversarialLoss, CosFaceLoss, TripletLoss
-from dlcr_data.reid.model import ReIDConfig, ReIDModel, load_checkpoint
+from dlcr_data.reid.model import ReIDConfig, ReIDModel
 from dlcr_data.reid.sampler import IdentitySampler
-from dlcr_data.reid.train import TrainConfig, extract_features, extract_images, train
+from dlcr_data.reid.train import train
 
 TINY = DemoConfig(num_ids=6, images_per_camera=2)  # 32 train images, 3 identities, 6 outfits
 SIZE = (64, 32)
@@ -132,6 +135,12 @@ def test_progressive_schedule():
     assert scaled.progressive().thresholds == (1, 2, 3)
     assert scaled.milestones() == (4, 8) and scaled.cal_start() == 5
     assert TrainConfig(epochs=12).progressive().thresholds == (5, 10, 15)  # absolute by default
+
+
+def test_train_config_round_trips_through_json():
+    config = TrainConfig(epochs=12, image_size=(64, 32), lr_milestones=(4, 8), distill="x", shape_ot=True)
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert TrainConfig.from_dict(config.fingerprint()).fingerprint() == config.fingerprint()  # `resolved` ignored
 
 
 def test_pairing_batches(demo_root, expanded, tmp_path):

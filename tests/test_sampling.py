@@ -17,7 +17,6 @@ from dlcr_data.build.outfit_clusters import (
     cluster_outfits,
     dbscan,
     embed_outfit,
-    embed_outfits,
     outfit_clusters_from_records,
     pairwise_distances,
     quantile_eps,
@@ -163,11 +162,9 @@ def test_embeddings_keep_an_outfit_closer_to_itself_than_to_other_outfits(demo):
     np.fill_diagonal(d, np.inf)
     assert (outfit[d.argmin(1)] == outfit).mean() > 0.95  # an image's nearest image wears its outfit
     # Outfit level: the mean of an outfit's images; ids sorted, rows unit length.
-    groups: dict[str, list] = {}
-    for r in train[:60]:
-        groups.setdefault(r.clothes_id, []).append((load_image(r), load_map(r)))
-    ids, emb = embed_outfits(groups)
-    assert ids == sorted(groups) and np.allclose(np.linalg.norm(emb, axis=1), 1.0)
+    clusters, _ = outfit_clusters_from_records(train[:60], load_image, load_map)
+    assert clusters.ids == sorted({r.clothes_id for r in train[:60]})
+    assert np.allclose(np.linalg.norm(clusters.embeddings, axis=1), 1.0)
 
 
 def test_an_absent_part_is_zeros_and_a_map_without_clothes_gives_zeros(demo):

@@ -1,4 +1,4 @@
-"""Trainer options from the seed methods: DG-Net's teacher labels and fine-grained head, CLIP3DReID's distillation."""
+"""Trainer options of the related methods: DG-Net's teacher labels and fine-grained head, CLIP3DReID's distillation."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ from dlcr_data.cli import app
 from dlcr_data.demo import DemoConfig, render_demo
 from dlcr_data.errors import UserError
 from dlcr_data.reid import train as train_module
+from dlcr_data.reid.checkpoints import load_checkpoint
+from dlcr_data.reid.config import TrainConfig
 from dlcr_data.reid.evaluate import evaluate_checkpoint
+from dlcr_data.reid.features import extract_features
 from dlcr_data.reid.losses import (
     global_alignment_loss,
     ot_alignment_loss,
@@ -27,8 +30,7 @@ from dlcr_data.reid.losses import (
     soft_target_kl,
     teacher_target,
 )
-from dlcr_data.reid.model import load_checkpoint
-from dlcr_data.reid.train import TrainConfig, extract_features, train
+from dlcr_data.reid.train import train
 
 TINY = DemoConfig(num_ids=6, images_per_camera=2)  # 32 train images, 3 identities
 SIZE = (64, 32)
@@ -77,7 +79,7 @@ def test_ramp_schedule_scales_with_the_run_length():
     assert ramp_weight(30_001 / 100_000) == pytest.approx(0.0005, rel=1e-3)  # DG-Net's step size
     assert ramp_weight(0.5, start=0.2, ramp=0.0, cap=3.0) == 3.0
     cfg = TrainConfig(teacher_start=0.5, teacher_ramp=0.25, teacher_cap=1.0)
-    assert [cfg.seed_weight(p) for p in (0.4, 0.5, 0.625, 0.75, 1.0)] == pytest.approx([0, 0, 0.5, 1, 1])
+    assert [cfg.generated_label_weight(p) for p in (0.4, 0.5, 0.625, 0.75, 1.0)] == pytest.approx([0, 0, 0.5, 1, 1])
 
 
 def test_teacher_target_is_the_renormalised_flip_summed_softmax():
@@ -220,7 +222,7 @@ def test_distill_with_shape_ot_trains_saves_and_resumes(demo_root, tiny_clip, tm
         train(config(demo_root, out, epochs=3, distill=str(tiny_clip)))
 
 
-def test_plain_fingerprint_has_no_seed_fields(tmp_path):
+def test_plain_fingerprint_has_no_related_method_fields(tmp_path):
     plain = TrainConfig(out=str(tmp_path)).fingerprint()
     assert "gen_label" not in plain and "distill" not in plain and "fine_grained_head" not in plain
     assert TrainConfig(out=str(tmp_path), distill="x").fingerprint()["distill"] == "x"

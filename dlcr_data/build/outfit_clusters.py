@@ -1,7 +1,7 @@
 """Outfit embeddings and DBSCAN clusters for the similarity-diversity target sampler of the plan.
 
 After ClonedPerson (Wang et al., "Cloning Outfits from Real-World Images to 3D Characters for Generalizable Person
-Re-Identification", CVPR 2022; `Yanan-Wang-cs/ClonedPerson`, seed-methods.md §2): outfits are embedded, clustered
+Re-Identification", CVPR 2022; its code `Yanan-Wang-cs/ClonedPerson`): outfits are embedded, clustered
 with DBSCAN on a precomputed distance matrix (`min_samples` 5), and each person gets clothes both from its own
 cluster (similar outfits: hard negatives) and from other clusters (diversity). ClonedPerson embeds clothes with a
 QAConv re-ID model; this module uses a cheap hand-made colour/texture descriptor over the parsed garment parts
@@ -17,7 +17,7 @@ builds one from records, images and garment maps.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,22 +130,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
 
 
-def embed_outfits(groups: Mapping[str, Sequence[tuple[np.ndarray, np.ndarray]]]) -> tuple[list[str], np.ndarray]:
-    """clothes_id -> its (image, garment map) pairs  ->  (sorted ids, (n, EMBEDDING_SIZE) unit rows).
-
-    An outfit's embedding is the mean of its images' unit descriptors (each image counts the same, whatever its
-    size), normalised again. Images without any outfit part are left out; an outfit with none is dropped.
-    """
-    ids: list[str] = []
-    rows: list[np.ndarray] = []
-    for clothes_id in sorted(groups):
-        vecs = [v for v in (_unit(embed_outfit(im, m)) for im, m in groups[clothes_id]) if v.any()]
-        if vecs:
-            ids.append(clothes_id)
-            rows.append(_unit(np.mean(vecs, axis=0)))
-    return ids, np.array(rows).reshape(len(rows), EMBEDDING_SIZE)
-
-
 # -- clustering -------------------------------------------------------------------------------------------------
 def pairwise_distances(embeddings: np.ndarray) -> np.ndarray:
     """Euclidean distances between unit rows (0 .. 2; = sqrt(2 - 2 cos)): a metric, unlike 1 - cos."""
@@ -194,7 +178,7 @@ def dbscan(distances: np.ndarray, eps: float, min_samples: int = DEFAULT_MIN_SAM
 def quantile_eps(distances: np.ndarray, rho: float | None = None, *, min_samples: int = DEFAULT_MIN_SAMPLES) -> float:
     """eps = the mean of the smallest rho fraction (at least one) of the off-diagonal pairwise distances.
 
-    ClonedPerson's alternative to a fixed eps (seed-methods.md §2): it follows the scale of any embedding.
+    ClonedPerson's alternative to a fixed eps (commented out in its code): it follows the scale of any embedding.
     `rho=None`: `auto_rho(n, min_samples)`.
     """
     d = np.asarray(distances, np.float64)

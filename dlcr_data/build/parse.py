@@ -2,26 +2,33 @@
 
 A `Parser` backend turns images into maps of `garments.CLASS_ID`s; `parse_records` runs one over records, writes
 `<out_dir>/<key>.png` atomically and skips what is already there, so a killed build resumes where it stopped.
-`clothing_mask` turns a map into DLCR's inpainting mask (dlcr-method.md §2.3), optionally dilated.
+`clothing_mask` turns a map into DLCR's inpainting mask (docs/dlcr-method.md §2.3), optionally dilated. `run` is
+the build's parse stage.
 
-Backends: `segformer` (any transformers semantic-segmentation model, labels mapped by name) and `oracle` (the
-masks a dataset ships; only the demo does).
+Backends (`PARSERS`): `segformer` (any transformers semantic-segmentation model, labels mapped by name) and `oracle`
+(the masks a dataset ships; only the demo does).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
 
+from dlcr_data.build.backends import Backend
 from dlcr_data.errors import UserError
 from dlcr_data.files import save_png_atomic
 from dlcr_data.pretrained import default_device, default_dtype, load_pretrained
 from dlcr_data.records import Record, Skipped
 from dlcr_data.vocab.garments import CLASS_ID, DEFAULT_MASK_CLASSES, canonical_class, check_classes
+
+if TYPE_CHECKING:
+    from dlcr_data.build.context import BuildContext
+    from dlcr_data.build.options import BuildOptions
+    from dlcr_data.loaders import SourceDataset
 
 DEFAULT_SEGFORMER_MODEL = "mattmdjaga/segformer_b2_clothes"  # public SegFormer-B2 trained on ATR clothes parsing
 MODEL_OPTION = "--parser-model"
@@ -63,10 +70,12 @@ def label_lut(id2label: Mapping[int, str]) -> tuple[np.ndarray, dict[str, str], 
     return lut, classes, tuple(unmapped)
 
 
-class SegformerParser:
+class SegformerParser(Backend):
     """A transformers semantic-segmentation model (SegFormer or any `AutoModelForSemanticSegmentation`)."""
 
     name = "segformer"
+    default_model = DEFAULT_SEGFORMER_MODEL
+    model_option = MODEL_OPTION
 
     def __init__(
         self,
@@ -95,6 +104,10 @@ class SegformerParser:
         self.lut, self.classes, self.unmapped = label_lut(self.model.config.id2label)
         self._lut = torch.from_numpy(self.lut).to(self.device)
 
+    @classmethod
+    def from_options(cls, opts: BuildOptions, spec: SourceDataset) -> SegformerParser:
+        return cls(opts.parser_model or cls.default_model, batch_size=opts.batch_size)
+
     def parse(self, images: list[Image.Image], records: list[Record], root: Path) -> list[np.ndarray]:
         out: list[np.ndarray] = []
         for start in range(0, len(images), self.batch_size):
@@ -117,7 +130,7 @@ class SegformerParser:
         return maps
 
 
-class OracleParser:
+class OracleParser(Backend):
     """The parsing masks a dataset ships, mapped to canonical classes (only the demo has them)."""
 
     name = "oracle"
@@ -134,6 +147,12 @@ class OracleParser:
             raise UserError(f"dataset {dataset} ships no parsing masks; use --parser segformer")
         self.lut = np.zeros(256, np.uint8)  # labels outside the demo's 0-7 read as background
         self.lut[: len(self.DEMO_CLASSES)] = [CLASS_ID[c] for c in self.DEMO_CLASSES]
+
+    @classmethod
+    def from_options(cls, opts: BuildOptions, spec: SourceDataset) -> OracleParser:
+        if opts.parser_model is not None:
+            raise UserError(f"{MODEL_OPTION} applies to --parser segformer, not oracle")
+        return cls(spec.name)
 
     def parse(self, images: list[Image.Image], records: list[Record], root: Path) -> list[np.ndarray]:
         maps = []
@@ -152,28 +171,7 @@ class OracleParser:
         return maps
 
 
-def _segformer(model: str | None, *, dataset: str, **options) -> Parser:
-    return SegformerParser(model or DEFAULT_SEGFORMER_MODEL, **options)
-
-
-def _oracle(
-    model: str | None, *, dataset: str, revision: str | None = None, device: str | None = None, batch_size: int = 8
-) -> Parser:
-    # Inference options are accepted and ignored, so the CLI can pass the same options to any parser.
-    if model is not None:
-        raise UserError(f"{MODEL_OPTION} applies to --parser segformer, not oracle")
-    return OracleParser(dataset)
-
-
-PARSERS: dict[str, Callable[..., Parser]] = {"segformer": _segformer, "oracle": _oracle}
-
-
-def make_parser(name: str, model: str | None = None, *, dataset: str, **options) -> Parser:
-    """The parser registered as `name`; `model` is an HF id or local folder (segformer only)."""
-    factory = PARSERS.get(name.lower())
-    if factory is None:
-        raise UserError(f"unknown parser {name!r}; choose one of: {', '.join(PARSERS)}")
-    return factory(model, dataset=dataset, **options)
+PARSERS: dict[str, type[Parser]] = {cls.name: cls for cls in (SegformerParser, OracleParser)}
 
 
 def clothing_mask(
@@ -269,3 +267,21 @@ def _parse_isolating(
             skipped.append(Skipped(records[0].path, err.reason))
             return []
     return [pair for item in items for pair in _parse_isolating(parser, [item], root, skipped)]
+
+
+# -- the stage ----------------------------------------------------------------------------------------------------
+def run(ctx: BuildContext, records: list[Record]) -> set[str]:
+    """Garment maps for every record (split across processes); returns the keys that have one."""
+    from accelerate.utils import gather_object
+
+    opts = ctx.opts
+    parser = ctx.backends.parser.from_options(opts, ctx.spec)
+    with ctx.state.split_between_processes(records) as mine:
+        advance = ctx.reporter.stage("parse", len(records))
+        skipped = parse_records(mine, ctx.root, parser, ctx.masks, batch_size=opts.batch_size, progress=advance)
+    del parser
+    all_skipped = gather_object([(s.path, s.reason) for s in skipped])
+    ctx.skipped += [{"path": p, "reason": r, "stage": "parse"} for p, r in sorted(set(all_skipped))]
+    ctx.reporter.done("parse")
+    ctx.state.wait_for_everyone()
+    return {r.key for r in records if map_path(ctx.masks, r.key).exists()}

@@ -5,7 +5,7 @@ whatever the number of processes, the batch size or the order in which work fini
 
 Samplers (`SAMPLERS`): `random`, DLCR's seeded draw from the other outfits; `similarity-diversity`, ClonedPerson's
 (CVPR 2022): part of the targets from the source outfit's own cluster, the rest spread over the other clusters
-(clusters from `sampling.cluster_outfits`).
+(clusters from `outfit_clusters.cluster_outfits`). `run` is the build's plan stage.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dlcr_data.build.options import DEFAULT_PROMPT_TEMPLATE, DEFAULT_SIMILAR_FRACTION, SAMPLERS
 from dlcr_data.errors import UserError
 from dlcr_data.files import write_text_atomic
-from dlcr_data.records import Record
+from dlcr_data.records import Record, Skipped
 
 if TYPE_CHECKING:
+    from dlcr_data.build.context import BuildContext
     from dlcr_data.build.outfit_clusters import OutfitClusters
 
-DEFAULT_PROMPT_TEMPLATE = "a person wearing {top}, {bottom} and {shoes}"
-SAMPLERS = ("random", "similarity-diversity")
-DEFAULT_SIMILAR_FRACTION = 0.5
-DEFAULT_MAX_PER_CLUSTER = 7  # ClonedPerson: at most 7 outfits from one cluster (seed-methods.md §2, unconfirmed)
+# ClonedPerson: at most 7 outfits from one cluster (the paper's figure; not found in its released code)
+DEFAULT_MAX_PER_CLUSTER = 7
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class PlannedVariant:
     target_text: str  # "top | bottom | shoes"
     prompt: str
     negative_prompt: str
-    seed: int
+    seed: int  # the random seed of this variant's generation
     # The appearance provider (an image wearing the target outfit) for donor-based generators; "" / -1 otherwise.
     appearance_key: str = ""
     appearance_pid: int = -1
@@ -88,7 +88,7 @@ def plan_variants(
     `sampler="random"` (DLCR's prompt pool): targets are distinct while the pool allows (a seeded permutation of
     the pool without the image's own outfit), and cycle through it again when `variants` exceeds the pool.
 
-    `sampler="similarity-diversity"` (ClonedPerson) needs `clusters` over the pool (`sampling.cluster_outfits`);
+    `sampler="similarity-diversity"` (ClonedPerson) needs `clusters` over the pool (`outfit_clusters`);
     see `_similarity_diversity`. A source whose outfit is not clustered (e.g. a query image) is placed by its
     record's embedding in `source_embeddings` (key -> embedding, `OutfitClusters.assign`); without one it is
     treated as noise (all targets diverse). With either sampler, `clusters` also fills each variant's
@@ -101,7 +101,7 @@ def plan_variants(
         raise UserError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
     if sampler == "similarity-diversity":
         if clusters is None:
-            raise ValueError("sampler 'similarity-diversity' needs clusters (sampling.cluster_outfits)")
+            raise ValueError("sampler 'similarity-diversity' needs clusters (outfit_clusters.cluster_outfits)")
         if not 0.0 <= similar_fraction <= 1.0:
             raise UserError(f"--similar-fraction must be in [0, 1], not {similar_fraction}")
         if max_per_cluster < 1:
@@ -229,3 +229,58 @@ def write_plan(plan: list[PlannedVariant], path: Path) -> None:
 
 def read_plan(path: Path) -> list[PlannedVariant]:
     return [PlannedVariant(**json.loads(line)) for line in path.read_text().splitlines() if line]
+
+
+# -- the stage ----------------------------------------------------------------------------------------------------
+def run(
+    ctx: BuildContext, records: list[Record], pool: list[Record], outfit_texts: dict[str, str]
+) -> list[PlannedVariant]:
+    """Targets, seeds and (for donor-based generators) appearance providers for every (image, variant); computed
+    identically by every process, written by main to `work/<dataset>/plan.jsonl`."""
+    opts = ctx.opts
+    donors = None
+    if ctx.backends.generator.needs_donor:
+        donors = {}
+        for r in pool:
+            donors.setdefault(r.clothes_id, []).append(r)
+    clusters = _outfit_clusters(ctx, records, pool, outfit_texts) if opts.sampler != "random" else {}
+    if clusters:
+        ctx.clusters = {"sampler": opts.sampler, **clusters["clusters"].summary()}
+    plan = plan_variants(
+        records,
+        outfit_texts,
+        opts.variants,
+        seed=opts.seed,
+        negative_prompt=opts.negative_prompt,
+        prompt_template=opts.prompt_template,
+        donors=donors,
+        sampler=opts.sampler,
+        similar_fraction=opts.similar_fraction,
+        **clusters,
+    )
+    path = ctx.work / "plan.jsonl"
+    if ctx.main() and not (path.exists() and read_plan(path) == plan):
+        write_plan(plan, path)
+    ctx.state.wait_for_everyone()
+    return plan
+
+
+def _outfit_clusters(
+    ctx: BuildContext, records: list[Record], pool: list[Record], outfit_texts: dict[str, str]
+) -> dict:
+    """ClonedPerson's outfit clusters over the training outfits, and every source's own outfit embedding."""
+    from dlcr_data.build.outfit_clusters import outfit_clusters_from_records
+    from dlcr_data.build.parse import load_garment_map, load_image
+
+    def load_pixels(record: Record) -> np.ndarray:
+        image = load_image(ctx.root, record)
+        if isinstance(image, Skipped):
+            raise OSError(image.reason)  # the clustering leaves such records out
+        return np.asarray(image)
+
+    def load_map(record: Record) -> np.ndarray:
+        return load_garment_map(ctx.masks, record.key)
+
+    described = [r for r in pool if r.clothes_id in outfit_texts]  # the outfits a target can be
+    clusters, embeddings = outfit_clusters_from_records(described, load_pixels, load_map, sources=records)
+    return {"clusters": clusters, "source_embeddings": embeddings}

@@ -1,4 +1,4 @@
-"""WebDataset shards: deterministic work units, atomic tar writing, verification, the manifest.
+"""WebDataset shards: deterministic work units, atomic tar writing, verification.
 
 A shard is the unit of work and of distribution: its content is fixed by the plan before anything is generated,
 so any process can write any shard and the bytes are the same. Tars are written under a temp name and renamed
@@ -225,7 +225,7 @@ class ShardWriter:
             self.abort()
 
 
-def is_complete(out_dir: Path, result: ShardResult) -> bool:
-    """The shard on disk is the one recorded: same size and sha256."""
+def shard_on_disk_matches(out_dir: Path, result: ShardResult) -> bool:
+    """The shard on disk is the one recorded: same size and sha256 (else the build writes it again)."""
     path = Path(out_dir) / result.path
     return path.is_file() and path.stat().st_size == result.bytes and sha256_file(path) == result.sha256

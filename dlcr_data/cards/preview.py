@@ -6,7 +6,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from dlcr_data import loaders
 from dlcr_data.errors import UserError
+from dlcr_data.manifest import read_manifest
 
 TILE_H = 128  # every tile is scaled to this height
 LINE_H = 11
@@ -26,8 +28,6 @@ def contact_sheet(out: Path, n: int = 8, dataset: str | None = None, split: str 
 
 
 def _build_entry(out: Path, dataset: str | None) -> tuple[dict, str]:
-    from dlcr_data.manifest import read_manifest
-
     builds = read_manifest(out)["builds"]
     if dataset is None:
         dataset = sorted(builds)[0]
@@ -55,8 +55,6 @@ def _first_sources(urls: list[str], n: int) -> list[tuple[str, list[dict]]]:
 
 def _source_images(dataset: str, root: str | None, keys: set[str]) -> dict[str, Image.Image]:
     """Source images by key, when the source root is still reachable (else the tile stays blank)."""
-    from dlcr_data import loaders
-
     if not root or not Path(root).is_dir():
         return {}
     try:

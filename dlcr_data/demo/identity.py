@@ -48,7 +48,6 @@ TOPS: dict[str, str] = {
 }
 BOTTOMS = ("trousers", "jeans", "shorts", "skirt")
 PATTERNS = ("plain", "striped", "checked", "dotted")
-EXPOSED_LEGS = ("shorts", "skirt")
 
 
 @dataclass(frozen=True)

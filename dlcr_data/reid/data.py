@@ -4,7 +4,7 @@
 variants (R..). Items decode to uint8 (3, H, W) tensors at the training size (cached in memory on request);
 augmentation runs on whole batches (`augment`), on the training device, from a seeded generator.
 
-**DLCR pairing** (dlcr-method.md §3.1): `PairedBatchSampler` turns each identity-balanced batch of B real items
+**DLCR pairing** (docs/dlcr-method.md §3.1): `PairedBatchSampler` turns each identity-balanced batch of B real items
 into 2B items: the B reals, then one variant *of the same source image* per real, in the same order. A variant
 carries its source's identity label; its clothes label is -1, and the clothes losses (CAL) use the first half of
 the batch only. A source without variants (skipped by the build, or outside a `--limit`ed build) is paired with

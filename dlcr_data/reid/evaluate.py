@@ -2,13 +2,13 @@
 
 Features come from the checkpoint (flip-augmented, L2-normalised; CCVID tracklets pool their test clips), every
 protocol of the dataset is evaluated (`protocols.PROTOCOLS`), and with `refine=K` the K first generated variants of
-each query (the build's query split, or generated now with the build's own options) re-score the query's top
-gallery identities (`refine.refine_distances`). Results go to `metrics.json` and a CMC-curve PNG.
+each query (the build's query split) re-score the query's top gallery identities (`refine.refine_distances`).
+Evaluation never builds: a build without them is a one-line error naming the `dlcr-data build` command that makes
+them. Results go to `metrics.json` and a CMC-curve PNG.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,14 +19,17 @@ from dlcr_data import loaders
 from dlcr_data.errors import UserError
 from dlcr_data.files import write_bytes_atomic, write_json_atomic
 from dlcr_data.loaders.vcclothes import filter_cameras
+from dlcr_data.manifest import MANIFEST_FILE, read_manifest, rebuild_command
 from dlcr_data.records import Record
+from dlcr_data.reid.checkpoints import load_checkpoint
+from dlcr_data.reid.features import extract_features, extract_images
 from dlcr_data.reid.metrics import evaluate_rank, junk_mask
-from dlcr_data.reid.model import ReIDModel, load_checkpoint
+from dlcr_data.reid.model import ReIDModel
+from dlcr_data.reid.plots import cmc_plot
 from dlcr_data.reid.protocols import Protocol, clip_indices, evaluate_dataset, protocols_for, tracklet_feature
 from dlcr_data.reid.refine import refine_distances
-from dlcr_data.reid.train import extract_features, extract_images
 
-SEQ_LEN = 8  # CCVID test clips (datasets.md §2.4)
+SEQ_LEN = 8  # CCVID test clips (docs/datasets.md §2.4)
 
 
 def summarise(metrics: dict) -> dict:
@@ -88,25 +91,18 @@ def query_variants(
     return out
 
 
-def generate_query_variants(expanded: str, dataset: str, root: str | None, split: str, k: int) -> str:
-    """Generate the query split's variants now, with the build's own options, into `<expanded>/refine/`."""
-    from dlcr_data.build import BuildOptions, build
-    from dlcr_data.manifest import read_manifest
-
+def missing_variants_error(expanded: str, dataset: str, split: str, k: int, err: UserError) -> UserError:
+    """`err` (no or too few `split` variants in `expanded`), naming the `dlcr-data build` command that makes them
+    when `expanded` is a local build: its own recorded options, with `split` added and at least `k` variants."""
+    if not (Path(expanded) / MANIFEST_FILE).is_file():
+        return err  # a Hub repo, or not a build at all: nothing to derive a command from
     entry = read_manifest(Path(expanded))["builds"].get(dataset)
     if entry is None:
-        raise UserError(f"{expanded} has no {dataset} build to take the generator options from")
-    config = {f.name: entry["config"][f.name] for f in dataclasses.fields(BuildOptions) if f.name in entry["config"]}
-    config.update(
-        out=Path(expanded) / "refine",
-        root=root or entry["source_root"],
-        splits=(split,),
-        variants=max(k, config["variants"]),
-        mask_classes=tuple(config["mask_classes"]),
-        resolution=tuple(config["resolution"]),
-    )
-    build(BuildOptions(**config))
-    return str(Path(expanded) / "refine")
+        return UserError(f"{expanded} holds no {dataset} build to refine with; build one with --splits train,{split}")
+    config = entry["config"]
+    splits = [*config["splits"], *([split] if split not in config["splits"] else [])]
+    command = rebuild_command(Path(expanded), dataset, config, splits=splits, variants=max(k, config["variants"]))
+    return UserError(f"{expanded} lacks {k} {dataset} {split} variants per image to refine with; build them: {command}")
 
 
 def evaluate_checkpoint(
@@ -141,8 +137,7 @@ def evaluate_checkpoint(
             raise UserError("--refine needs --expanded: the build (folder or Hub repo) holding query variants")
         result["refine"] = {"variants": refine, "top_ids": top_ids}
         result["refined"] = {
-            p.name: summarise(_refined(p, loaded, feats, model, expanded, dataset, root, refine, top_ids))
-            for p in chosen
+            p.name: summarise(_refined(p, loaded, feats, model, expanded, dataset, refine, top_ids)) for p in chosen
         }
     if out is not None:
         out = Path(out)
@@ -152,7 +147,7 @@ def evaluate_checkpoint(
 
 
 def _refined(
-    p: Protocol, loaded, feats: dict, model: ReIDModel, expanded: str, dataset: str, root, k: int, top_ids: int
+    p: Protocol, loaded, feats: dict, model: ReIDModel, expanded: str, dataset: str, k: int, top_ids: int
 ) -> dict:
     query = filter_cameras(loaded[p.query_split], p.cameras)
     gallery = filter_cameras(loaded[p.gallery_split], p.cameras)
@@ -160,11 +155,8 @@ def _refined(
     own = torch.stack([feats[key] for key in keys])
     try:
         qv = query_variants(expanded, dataset, p.query_split, keys, k, model, own)
-    except UserError:
-        if not Path(expanded).is_dir():
-            raise
-        generated = generate_query_variants(expanded, dataset, root, p.query_split, k)
-        qv = query_variants(generated, dataset, p.query_split, keys, k, model, own)
+    except UserError as err:
+        raise missing_variants_error(expanded, dataset, p.query_split, k, err) from None
     labels = (
         [r.pid for r in query],
         [r.pid for r in gallery],
@@ -183,28 +175,3 @@ def _refined(
         exclude=lambda rows: junk[rows],
     )
     return evaluate_rank(distmat, *labels, mode=p.mode)
-
-
-def cmc_plot(result: dict, max_rank: int = 20) -> bytes:
-    """CMC curves of every protocol (refined ones dashed) as PNG bytes."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    for kind, style in (("protocols", "-"), ("refined", "--")):
-        for name, m in result.get(kind, {}).items():
-            cmc = m["cmc"][:max_rank]
-            label = name if kind == "protocols" else f"{name} + refine"
-            ax.plot(range(1, len(cmc) + 1), [100 * v for v in cmc], style, label=label)
-    ax.set(xlabel="rank", ylabel="matching rate (%)", title=f"CMC: {result['dataset']}", ylim=(0, 100))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()

@@ -105,11 +105,6 @@ class ClothesAdversarialLoss(nn.Module):
         return -(target * log_prob).masked_fill(target == 0, 0.0).sum(1).mean()
 
 
-def positive_clothes_mask(pid2clothes: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
-    """(B, num_clothes) mask of the outfits each sample's identity wears in the training set."""
-    return pid2clothes[pids]
-
-
 # -- DG-Net (Zheng et al., CVPR 2019): primary feature learning from a teacher ---------------------------------
 def ramp_weight(progress: float, start: float = 0.3, ramp: float = 0.04, cap: float = 2.0) -> float:
     """DG-Net's teacher-loss weight at `progress` = global step / total steps (in [0, 1]):

@@ -4,7 +4,7 @@
 loss, the BN feature is what inference uses (`extract`), the logits feed the identity loss. CAL's clothes
 classifier is a separate `ClothesClassifier` (it has its own optimizer and sees detached features).
 `forward(x, full=True)` returns a `ReIDOutput` with the pooled feature, the feature map and the optional
-fine-grained head's outputs as well (the trainer's seed-method losses need them).
+fine-grained head's outputs as well (the trainer's losses of the related methods need them).
 
 **Fine-grained head** (DG-Net, Zheng et al., CVPR 2019, "fine-grained feature mining"; `fine_grained_head`): a
 second embedding on the pooled backbone feature (linear → BN without shift, like the BN-neck) with heavy dropout
@@ -13,29 +13,22 @@ images, so it has to rely on what a clothes change keeps (face, hair, body shape
 DG-Net's: each head's flip-summed feature L2-normalised, concatenated and L2-normalised again (`embedding_dim` =
 `feature_dim` + `fine_grained_dim` wide).
 
-Checkpoints are a folder: `model.safetensors` + `config.json` (+ `trainer_state.json`, `optimizer.safetensors`,
-`<module>.safetensors`), each written atomically; loading reads safetensors and JSON only, never pickle.
+Checkpoints (save, load) are `checkpoints.py`'s.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save
 from torch import nn
 
 from dlcr_data.errors import UserError
-from dlcr_data.files import write_bytes_atomic, write_json_atomic
 from dlcr_data.pretrained import load_pretrained
 
 BACKBONE_OPTION = "--backbone"
-CHECKPOINT_FORMAT = "dlcr-data/reid-checkpoint/1"
 DEMO_IMAGE_SIZE = (128, 64)
 POOLINGS = ("avg", "gem", "maxavg")
 METHODS = ("baseline", "cal")
@@ -253,111 +246,3 @@ class ReIDModel(nn.Module):
 
     def backbone_config(self) -> dict:
         return self.backbone.config.to_dict()
-
-
-# -- checkpoints ------------------------------------------------------------------------------------------------
-def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """safetensors through `io.write_bytes_atomic` (readers never see half a file)."""
-    write_bytes_atomic(Path(path), save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
-
-
-def optimizer_tensors(optimizer_state: dict, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer state_dict into flat tensors (for safetensors) and the JSON-able rest."""
-    tensors, scalars = {}, {}
-    for idx, per_param in optimizer_state["state"].items():
-        for name, value in per_param.items():
-            if torch.is_tensor(value):
-                tensors[f"{prefix}.{idx}.{name}"] = value
-            else:
-                scalars[f"{idx}.{name}"] = value
-    return tensors, {"param_groups": optimizer_state["param_groups"], "scalars": scalars}
-
-
-def optimizer_state_dict(tensors: dict[str, torch.Tensor], meta: dict, prefix: str) -> dict:
-    """The inverse of `optimizer_tensors`."""
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        head, idx, name = key.split(".", 2)
-        if head == prefix:
-            state.setdefault(int(idx), {})[name] = value
-    for key, value in meta.get("scalars", {}).items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-@dataclass
-class CheckpointState:
-    """What `load_checkpoint` returns besides the model: trainer state and, on request, training tensors."""
-
-    epoch: int = 0
-    label_maps: dict = field(default_factory=dict)  # {"pids": [raw pid per label], "clothes": [...]}
-    trainer: dict = field(default_factory=dict)  # trainer_state.json as written
-    optimizers: dict[str, dict] = field(default_factory=dict)  # name -> optimizer state_dict
-    modules: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # name -> state_dict
-
-
-def save_checkpoint(
-    folder: str | os.PathLike,
-    model: ReIDModel,
-    config: ReIDConfig,
-    *,
-    epoch: int,
-    label_maps: dict | None = None,
-    optimizers: dict[str, dict] | None = None,
-    modules: dict[str, nn.Module] | None = None,
-    trainer_state: dict | None = None,
-) -> Path:
-    """Write a checkpoint folder; every file atomically. `optimizers`: name -> state_dict; `modules`: extra
-    modules (e.g. "clothes_classifier") saved as `<name>.safetensors`."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_safetensors_atomic(model.state_dict(), folder / "model.safetensors")
-    for name, module in (modules or {}).items():
-        save_safetensors_atomic(module.state_dict(), folder / f"{name}.safetensors")
-    opt_tensors, opt_meta = {}, {}
-    for name, state in (optimizers or {}).items():
-        tensors, opt_meta[name] = optimizer_tensors(state, name)
-        opt_tensors.update(tensors)
-    if optimizers:
-        save_safetensors_atomic(opt_tensors, folder / "optimizer.safetensors")
-    write_json_atomic(
-        folder / "config.json",
-        {"format": CHECKPOINT_FORMAT, "reid": config.to_dict(), "backbone": model.backbone_config()},
-    )
-    state = {
-        **(trainer_state or {}),
-        "epoch": epoch,
-        "label_maps": label_maps or {},
-        "optimizers": opt_meta,
-        "modules": sorted(modules or {}),
-    }
-    write_json_atomic(folder / "trainer_state.json", state)  # last: its presence marks a complete checkpoint
-    return folder
-
-
-def load_checkpoint(
-    folder: str | os.PathLike, device: str | torch.device = "cpu", *, training: bool = False
-) -> tuple[ReIDModel, ReIDConfig, CheckpointState]:
-    """(model in eval mode on `device`, its config, its state). Reads safetensors + JSON only (no pickle), so an
-    untrusted checkpoint cannot run code. `training=True` also loads optimizer and extra-module tensors."""
-    folder = Path(folder)
-    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
-        raise UserError(f"{folder}: not a re-ID checkpoint (needs model.safetensors and config.json)")
-    meta = json.loads((folder / "config.json").read_text())
-    config = ReIDConfig.from_dict(meta["reid"])
-    model = ReIDModel(config, backbone_config=meta["backbone"])
-    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-    model.to(device).eval()
-    trainer_path = folder / "trainer_state.json"
-    trainer = json.loads(trainer_path.read_text()) if trainer_path.is_file() else {}
-    state = CheckpointState(trainer.get("epoch", 0), trainer.get("label_maps", {}), trainer)
-    if training:
-        for name in trainer.get("modules", []):
-            state.modules[name] = load_file(str(folder / f"{name}.safetensors"))
-        if trainer.get("optimizers"):
-            tensors = load_file(str(folder / "optimizer.safetensors"))
-            state.optimizers = {
-                name: optimizer_state_dict(tensors, opt_meta, name) for name, opt_meta in trainer["optimizers"].items()
-            }
-    return model, config, state

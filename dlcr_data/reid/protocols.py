@@ -1,7 +1,7 @@
 """Per-dataset evaluation protocols (what CAL's `test.py` reports), and CCVID's test-time clips.
 
 Each dataset lists the (query split, gallery split, mode, camera filter) pairs that CAL evaluates; see
-datasets.md §4 "Per-dataset protocol":
+docs/datasets.md §4 "Per-dataset protocol":
 
 - PRCC: standard evaluation twice, query B -> gallery A (`sc`) and query C -> gallery A (`cc`), both in
   `general` mode: query cameras never equal the gallery's, so nothing is junked and every same-pid A image is

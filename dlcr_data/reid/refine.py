@@ -1,4 +1,4 @@
-"""DLCR's test-time prediction refinement (dlcr-method.md §4), for any dataset and any number of variants.
+"""DLCR's test-time prediction refinement (docs/dlcr-method.md §4), for any dataset and any number of variants.
 
 DLCR generates clothes-changed variants of each *query* (the gallery is unchanged), ranks the gallery with each
 variant, and lets the variants vote for the identities the original query already ranks high. Per query:

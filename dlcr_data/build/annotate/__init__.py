@@ -1,1 +1,1 @@
-"""Annotate and filter generated variants: body-shape scores (CLIP3DReID) and the identity gate."""
+"""Annotation: body-shape scores of the source images (CLIP3DReID) and the identity gate over generated variants."""

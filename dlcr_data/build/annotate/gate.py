@@ -1,8 +1,8 @@
 """Identity gate: drop generated variants that no longer look like their person (`--identity-gate MODEL`).
 
 From CLIP3DReID (Liu et al., CVPR 2024), whose generated/shape-aware samples are only useful if they keep the
-identity; the paper's release has no such filter, so this is our identity-preservation filter in its spirit
-(reference: seed-methods.md §3, `identity_gate`). A variant is rejected when
+identity; the paper's release has no such filter, so this is our identity-preservation filter in its spirit. A
+variant is rejected when
 
 - its embedding has cosine < `threshold` to its identity's prototype (mean of the L2-normalised features of that
   identity's real images, renormalised),
@@ -14,8 +14,8 @@ identity; the paper's release has no such filter, so this is our identity-preser
 The embedder is chosen from the model reference: a folder holding a dlcr-data re-ID checkpoint (`config.json`
 with the toolkit's checkpoint format, or a training run folder: its newest checkpoint) uses that model's own
 CAL-style extract; anything else is a transformers vision backbone by HF id or local folder (pooled output,
-L2-normalised, flip-averaged; a CLIP-like model's image features). The reference's keypoint shape-ratio test is
-not implemented: nothing in the build produces keypoints.
+L2-normalised, flip-averaged; a CLIP-like model's image features). A keypoint shape-ratio test (body proportions
+kept) is not implemented: nothing in the build produces keypoints.
 
 Weights are never downloaded here beyond what `from_pretrained` does for a Hub id; checkpoints load from
 safetensors + JSON only (no pickle).
@@ -24,51 +24,40 @@ safetensors + JSON only (no pickle).
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
+from dlcr_data.build.options import GATE_OPTION, checkpoint_folder
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import default_device, load_pretrained, pooled_features
 
 if TYPE_CHECKING:
     import torch
 
-GATE_OPTION = "--identity-gate"
-# The reference gives no τ ("unconfirmed"), so this is a parameter. 0.5 is for the toolkit's re-ID checkpoints:
-# their inference feature is the BN-neck feature without shift (centred), so unrelated people sit near cosine 0
-# and a person's own prototype well above it; 0.5 keeps clear cases and drops variants that drifted half-way.
-# Generic backbones (all-positive pooled features) give high cosines to everyone: there the rank-1 test does the
-# work, or pass a higher --gate-threshold.
+# No published threshold exists (CLIP3DReID has no such filter), so this is a parameter. 0.5 is for the toolkit's
+# re-ID checkpoints: their inference feature is the BN-neck feature without shift (centred), so unrelated people
+# sit near cosine 0 and a person's own prototype well above it; 0.5 keeps clear cases and drops variants that
+# drifted half-way. Generic backbones (all-positive pooled features) give high cosines to everyone: there the
+# rank-1 test does the work, or pass a higher --gate-threshold.
 DEFAULT_THRESHOLD = 0.5
 # Input size (H, W) for a backbone saved without an image processor and without `image_size` in its config:
 # the re-ID checkpoints' default (CAL's 256x128).
 FALLBACK_SIZE = (256, 128)
-_CHECKPOINT_PREFIX = "dlcr-data/reid-checkpoint/"
 
 
 # -- embedders --------------------------------------------------------------------------------------------------
-class Embedder(Protocol):
-    model_id: str
-    kind: str  # "reid-checkpoint" | "transformers"
-
-    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(N, D) float32 CPU features, L2-normalised, flip-averaged."""
-        ...
-
-
 class CheckpointEmbedder:
     """A dlcr-data re-ID checkpoint: its own `ReIDModel.extract` at its own input size (as evaluation does)."""
 
     kind = "reid-checkpoint"
 
     def __init__(self, folder: Path, device: str, batch_size: int) -> None:
-        from dlcr_data.reid.model import load_checkpoint
+        from dlcr_data.reid.checkpoints import load_checkpoint
 
         self.model_id = str(folder)
         self.model, self.config, _ = load_checkpoint(folder, device)
@@ -171,31 +160,6 @@ def _config_size(config) -> tuple[int, int]:
     if isinstance(size, int):
         return (size, size)  # ViT-style position embeddings need exactly this size
     return (int(size[0]), int(size[1]))
-
-
-def checkpoint_folder(ref: str) -> Path | None:
-    """The dlcr-data re-ID checkpoint `ref` names (a checkpoint folder, or a training run: its newest), or None."""
-    folder = Path(ref).expanduser()
-    if not folder.is_dir():
-        return None
-    if not (folder / "config.json").is_file() and (folder / "checkpoints").is_dir():
-        from dlcr_data.reid.train import latest_checkpoint  # lazy: reid.train imports the build module
-
-        folder = latest_checkpoint(folder) or folder
-    try:
-        meta = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return None  # no (readable) config: let transformers say what is wrong
-    fmt = meta.get("format") if isinstance(meta, dict) else None
-    if not isinstance(fmt, str) or not fmt.startswith(_CHECKPOINT_PREFIX):
-        return None
-    from dlcr_data.reid.model import CHECKPOINT_FORMAT
-
-    if fmt != CHECKPOINT_FORMAT:
-        raise UserError(
-            f"{GATE_OPTION} {ref}: checkpoint format {fmt!r} is not supported (expected {CHECKPOINT_FORMAT})"
-        )
-    return folder
 
 
 def load_embedder(ref: str, device: str | None = None, batch_size: int = 64) -> CheckpointEmbedder | BackboneEmbedder:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from dlcr_data.build.backends import Backend
 from dlcr_data.build.generate.base import GenerationRequest
 from dlcr_data.build.generate.cloth_cell import find_cell, mirror_index
 from dlcr_data.build.generate.recolor import region_shading
@@ -277,7 +278,7 @@ def shading_factor(lin: np.ndarray, part: np.ndarray) -> np.ndarray:
 
 
 # -- the generator -----------------------------------------------------------------------------------------------
-class CloneGenerator:
+class CloneGenerator(Backend):
     """Clones the donor's outfit onto the source person: per part, a rectangle-to-rectangle homography warp of the
     donor's garment, holes filled with its mirror-tiled homogeneous cell, the source's shading kept.
 

@@ -137,12 +137,3 @@ def mirror_index(pos: np.ndarray, n: int) -> np.ndarray:
     pos = np.asarray(pos)
     t, r = np.divmod(pos, n)
     return np.where(t % 2 == 0, r, n - 1 - r)
-
-
-def mirror_tile(cell: np.ndarray, shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """Fill an array of `shape` (rows, cols) with mirrored copies of `cell` (h, w, ...), the cell's top-left at
-    `origin`: tile (i, j) is the cell as is for even/even, flipped vertically on odd rows, horizontally on odd
-    columns, both on odd/odd."""
-    rows = mirror_index(np.arange(shape[0]) - origin[0], cell.shape[0])
-    cols = mirror_index(np.arange(shape[1]) - origin[1], cell.shape[1])
-    return cell[rows[:, None], cols[None, :]]

@@ -1,7 +1,7 @@
 """Going to and from the model resolution, and pasting generated pixels back only inside the mask.
 
 Diffusion models repaint (and VAE-round-trip) the whole frame, so outside-mask pixels are restored from the
-source here: DLCR composites through the binary mask (dlcr-method.md §2.6).
+source here: DLCR composites through the binary mask (docs/dlcr-method.md §2.6).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ def to_model_size(
     """Resize `image` and `mask` to `size` (W, H); returns the model-size image, an "L" mask (255 = repaint) and
     the placement for `from_model_size`.
 
-    `pad=False` stretches (DLCR ignores aspect, §2.5). `pad=True` keeps the aspect ratio and letterboxes: the
-    image is extended by edge replication (plausible context for the model), the mask with 0 (never repainted).
+    `pad=False` stretches (DLCR ignores aspect, docs/dlcr-method.md §2.5). `pad=True` keeps the aspect ratio and
+    letterboxes: the image is extended by edge replication (plausible context for the model), the mask with 0
+    (never repainted).
     """
     w, h = size
     mask_img = Image.fromarray(np.asarray(mask, bool).astype(np.uint8) * 255)

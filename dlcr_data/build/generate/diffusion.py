@@ -1,24 +1,32 @@
-"""Stable Diffusion inpainting (DLCR §2.5): any diffusers inpainting model by Hub id or local folder."""
+"""Stable Diffusion inpainting (DLCR, docs/dlcr-method.md §2.5): any diffusers inpainting model, by Hub id or folder."""
 
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from dlcr_data.build.backends import Backend
 from dlcr_data.build.generate.base import GenerationRequest
 from dlcr_data.build.generate.composite import composite, from_model_size, to_model_size
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import default_device, default_dtype, load_pretrained
 
+if TYPE_CHECKING:
+    from dlcr_data.build.options import BuildOptions
+    from dlcr_data.loaders import SourceDataset
+
 # runwayml's repo (used by DLCR) was removed in 2024; this is its community mirror.
 DEFAULT_INPAINT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 
 
-class DiffusionGenerator:
+class DiffusionGenerator(Backend):
     """Batched inpainting: one pipeline call per batch, one seeded `torch.Generator` per sample."""
 
     name = "diffusion"
+    default_model = DEFAULT_INPAINT_MODEL
+    model_option = "--model"
     needs_donor = False  # the outfit comes from the prompt
 
     def __init__(
@@ -73,6 +81,17 @@ class DiffusionGenerator:
             # Default mode, not CUDA graphs: the last batch of a run is usually smaller and would re-record.
             pipe.unet = torch.compile(pipe.unet, fullgraph=True)
         self.pipe = pipe
+
+    @classmethod
+    def from_options(cls, opts: BuildOptions, spec: SourceDataset) -> DiffusionGenerator:
+        return cls(
+            opts.model or cls.default_model,
+            resolution=opts.resolution,
+            pad=opts.pad,
+            steps=opts.steps,
+            guidance=opts.guidance,
+            compile=opts.compile,
+        )
 
     def generate(self, batch: list[GenerationRequest]) -> list[Image.Image]:
         if not batch:

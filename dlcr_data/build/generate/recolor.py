@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from dlcr_data.build.backends import Backend
 from dlcr_data.build.generate.base import GenerationRequest
 from dlcr_data.vocab.colors import colour_rgb, find_colour, find_pattern, lab_to_rgb, rgb_to_lab
 from dlcr_data.vocab.garments import OUTFIT_PARTS
@@ -165,7 +166,7 @@ def repattern_pixels(
     return np.rint(lab_to_rgb(out)).astype(np.uint8)
 
 
-class RecolorGenerator:
+class RecolorGenerator(Backend):
     """Recolours upper+dress / lower / shoes to the first colour word of each target-text part, inside the mask.
 
     With `patterns` on, a part that names a pattern ("plain", "striped", "checked", "dotted") also gets that

@@ -28,6 +28,7 @@ import itertools
 import numpy as np
 from PIL import Image
 
+from dlcr_data.build.backends import Backend
 from dlcr_data.build.generate.base import GenerationRequest
 from dlcr_data.build.generate.clone import donor_arrays, donor_core, feather_into_mask, fringe_pixels
 from dlcr_data.vocab.colors import lab_to_rgb, rgb_to_lab
@@ -94,7 +95,7 @@ def adain_lab(
     return out
 
 
-class SwapGenerator:
+class SwapGenerator(Backend):
     """The source's structure in the donor's appearance: per part, AdaIN in CIE Lab from the donor's garments.
 
     Options: `transfer_lightness` (also move L to the donor's, not only a*, b*); `lightness_ratio` and

@@ -1,5 +1,6 @@
-"""The seed-method features inside `dlcr-data build`: donors (clone, swap), the similarity-diversity sampler, body
-shape and the identity gate, as a user runs them; every sample keeps the same json fields."""
+"""The related methods inside `dlcr-data build` (ClonedPerson, DG-Net, CLIP3DReID): donors (clone, swap), the
+similarity-diversity sampler, body shape and the identity gate, as a user runs them; every sample keeps the same
+json fields."""
 
 from __future__ import annotations
 
@@ -123,7 +124,8 @@ def test_body_shape_with_clip(demo_root, tmp_path, tiny_clip):
 @pytest.fixture(scope="module")
 def gate_checkpoint(demo_root, tmp_path_factory) -> Path:
     """A tiny re-ID checkpoint (random weights are enough to exercise the gate's plumbing)."""
-    from dlcr_data.reid.model import ReIDConfig, ReIDModel, save_checkpoint
+    from dlcr_data.reid.checkpoints import save_checkpoint
+    from dlcr_data.reid.model import ReIDConfig, ReIDModel
 
     config = ReIDConfig(scratch="resnet-tiny", num_classes=8, image_size=(64, 32))
     folder = tmp_path_factory.mktemp("gate") / "ckpt"
@@ -169,15 +171,3 @@ def test_a_donor_variant_identical_to_its_source_is_skipped_and_listed(demo_root
     entry = quick(demo_root, tmp_path / "copies", variants=1, generator="clone")
     unchanged = [s for s in entry["skipped"] if "unchanged variant" in s["reason"]]
     assert entry["totals"]["samples"] == 0 and len(unchanged) > 0
-
-
-def test_a_build_from_an_older_version_asks_for_overwrite(demo_root, tmp_path):
-    out = tmp_path / "old"
-    quick(demo_root, out, variants=1)
-    config = out / "work" / "demo" / "config.json"
-    old = json.loads(config.read_text())
-    del old["body_shape"], old["identity_gate"]  # as written before these options existed
-    config.write_text(json.dumps(old))
-    result = CliRunner().invoke(app, ["build", "demo", "--root", str(demo_root), "--out", str(out), "--variants", "1",
-                                      "--splits", "train,query"])  # fmt: skip
-    assert result.exit_code == 2 and "older dlcr-data" in result.output and "--overwrite" in result.output

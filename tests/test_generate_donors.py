@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlcr_data.build.generate import GENERATORS, GenerationRequest, Generator, make_generator, needs_donor
+from dlcr_data.build.backends import lookup
+from dlcr_data.build.generate import GENERATORS, GenerationRequest, Generator
 from dlcr_data.build.generate.clone import (
     CloneGenerator,
     apply_homography,
@@ -15,7 +16,7 @@ from dlcr_data.build.generate.clone import (
     homography,
     min_area_rect,
 )
-from dlcr_data.build.generate.cloth_cell import find_cell, mirror_index, mirror_tile, window_scores
+from dlcr_data.build.generate.cloth_cell import find_cell, mirror_index, window_scores
 from dlcr_data.build.generate.swap import SwapGenerator, adain_lab, stripe_regions
 from dlcr_data.build.parse import OracleParser, clothing_mask
 from dlcr_data.demo.plan import DemoConfig
@@ -25,6 +26,15 @@ from dlcr_data.vocab.colors import rgb_to_lab
 from dlcr_data.vocab.garments import CLASS_ID, OUTFIT_PARTS
 
 GENERATOR_CLASSES = {"clone": CloneGenerator, "swap": SwapGenerator}
+
+
+def make_generator(name: str) -> Generator:
+    return lookup(GENERATORS, name, "generator")()
+
+
+def needs_donor(name: str) -> bool:
+    """What a generator class declares, read without building it."""
+    return lookup(GENERATORS, name, "generator").needs_donor
 
 
 # --- demo people ------------------------------------------------------------------------------------------------
@@ -299,6 +309,13 @@ def test_homography_and_min_area_rect():
     assert abs(np.degrees(np.arctan2(top[1], top[0])) - 20.0) < 1.0
     assert abs(np.linalg.norm(top) - 31) < 1.5 and abs(np.linalg.norm(c[3] - c[0]) - 13) < 1.5
     assert c[0][0] < c[1][0] and c[0][1] < c[3][1]  # top-left first, not flipped
+
+
+def mirror_tile(cell: np.ndarray, shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Mirrored copies of `cell` over `shape`, its top-left at `origin`, indexed as `clone` fills holes."""
+    rows = mirror_index(np.arange(shape[0]) - origin[0], cell.shape[0])
+    cols = mirror_index(np.arange(shape[1]) - origin[1], cell.shape[1])
+    return cell[rows[:, None], cols[None, :]]
 
 
 def test_mirror_tile_pattern():

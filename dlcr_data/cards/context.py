@@ -1,0 +1,185 @@
+"""The card's data: a build manifest turned into plain dicts, lists, strings and numbers for `dataset_card.md`.
+
+Nothing here writes Markdown; the template does. `card_metadata` is the YAML front matter: one config per dataset
+(`data_files` per split) with its declared `dataset_info.features`, so `load_dataset` never guesses a field.
+`card_context` is what the card's body shows; its statistics are read from the shards themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dlcr_data import __version__, loaders
+from dlcr_data.errors import UserError
+from dlcr_data.manifest import SOURCE_SUFFIX, samples_per_split
+from dlcr_data.records import SAMPLE_SCHEMA, sample_features
+
+PREVIEW_FILE = "preview.png"
+CARD_IDENTITIES = 30  # body-shape rows shown in the card; manifest.json holds every identity
+SETTINGS_SHOWN = (  # the build options the card lists; manifest.json holds them all
+    "variants",
+    "splits",
+    "seed",
+    "steps",
+    "guidance",
+    "resolution",
+    "pad",
+    "negative_prompt",
+    "prompt_template",
+    "image_format",
+    "shard_samples",
+    "limit",
+    "captions_per_outfit",
+)
+TAGS = ["person-re-identification", "clothes-changing", "synthetic", "diffusion", "data-augmentation", "dlcr"]
+
+
+@dataclass
+class BuiltSplit:
+    """One split of a build as its shards hold it (not a source dataset's published `loaders.SplitStats`)."""
+
+    split: str
+    shards: int
+    samples: int
+    sources: int
+    ids: int
+    source_outfits: int
+    target_outfits: int
+
+
+def built_splits(out: Path, entry: dict) -> list[BuiltSplit]:
+    """Per split, from the shards' json members (read with tarfile: no image is decoded, nothing unpickled)."""
+    shards = Counter(s["split"] for s in entry["shards"])
+    rows: dict[str, list[dict]] = {split: [] for split in shards}  # a split may hold no sample at all
+    for shard in entry["shards"]:
+        with tarfile.open(Path(out) / shard["path"]) as tar:
+            for member in tar:
+                if member.name.endswith(".json"):
+                    rows.setdefault(shard["split"], []).append(json.load(tar.extractfile(member)))
+    return [
+        BuiltSplit(
+            split,
+            shards[split],
+            len(metas),
+            len({m["source_key"] for m in metas}),
+            len({m["pid"] for m in metas}),
+            len({m["source_clothes_id"] for m in metas}),
+            len({m["target_clothes_id"] for m in metas}),
+        )
+        for split, metas in rows.items()
+    ]
+
+
+def card_metadata(manifest: dict, include_source: bool = False) -> dict:
+    """The card's YAML (keyword arguments of `DatasetCardData`): configs, features, licence, tags, sizes, sources."""
+    builds = manifest["builds"]
+    configs, infos = [], []
+    for name, entry in sorted(builds.items()):
+        splits = list(samples_per_split(entry))
+        configs.append({"config_name": name, "data_files": [{"split": s, "path": f"{name}/{s}-*.tar"} for s in splits]})
+        infos.append(
+            {"config_name": name, "features": sample_features(entry["config"]["image_format"])._to_yaml_list()}
+        )
+        if include_source:
+            configs.append(
+                {
+                    "config_name": f"{name}_source",
+                    "data_files": [{"split": s, "path": f"{name}{SOURCE_SUFFIX}/{s}-*.tar"} for s in splits],
+                }
+            )
+    if len(configs) == 1:
+        configs[0]["default"] = True
+    total = sum(e["totals"]["samples"] for e in builds.values())
+    names = sorted(builds)
+    licence = {"license": "apache-2.0"}
+    if gated(names):  # generated from real people: the source datasets' terms apply
+        licence = {"license": "other", "license_name": "source-dataset-terms"}
+    return {
+        **licence,
+        "pretty_name": pretty_name(names),
+        "task_categories": ["image-feature-extraction", "image-to-image"],
+        "tags": TAGS,
+        "size_categories": [size_category(total)],
+        "source_datasets": [f"extended|{n}" for n in names],
+        "configs": configs,
+        "dataset_info": infos,
+    }
+
+
+def card_context(out: Path, manifest: dict, repo_id: str = "USER/REPO", include_source: bool = False) -> dict:
+    """The template's variables (besides the YAML): per-build statistics, stages, models, settings, citations."""
+    names = sorted(manifest["builds"])
+    return {
+        "pretty_name": pretty_name(names),
+        "tool": manifest.get("tool", f"dlcr-data {__version__}").removeprefix("dlcr-data "),
+        "sources": names,
+        "gated": gated(names),
+        "include_source": include_source,
+        "preview": PREVIEW_FILE,
+        "builds": [build_context(out, name, manifest["builds"][name]) for name in names],
+        "repo_id": repo_id,
+        "fields": list(SAMPLE_SCHEMA),
+        "citations": [c for c in (citation(n) for n in names) if c],
+    }
+
+
+def build_context(out: Path, name: str, entry: dict) -> dict:
+    """One dataset's section: its split statistics, skipped items, backends with their models, and settings."""
+    config = entry["config"]
+    reasons = Counter(s["reason"].split(":")[0] for s in entry["skipped"])
+    return {
+        "name": name,
+        "config": config,
+        "models": entry.get("models", {}),  # option -> {"id", "revision"}; an option without a model is absent
+        "body_shape": body_shape_rows(entry.get("body_shape")),
+        "gate": entry.get("gate"),
+        "outfits": entry["outfits"],
+        "splits": [asdict(s) for s in built_splits(out, entry)],
+        "skipped": len(entry["skipped"]),
+        "skipped_reasons": [{"reason": r, "count": n} for r, n in reasons.most_common()],
+        "settings": [(k, config.get(k)) for k in SETTINGS_SHOWN],
+    }
+
+
+def body_shape_rows(summary: dict | None) -> dict | None:
+    """The per-identity body-shape table: top words and the number of images, the first `CARD_IDENTITIES`."""
+    if not summary:
+        return None
+    identities = sorted(summary["identities"].items(), key=lambda item: int(item[0]))
+    rows = [{"pid": pid, "images": v["images"], "top": list(v["top"])} for pid, v in identities]
+    return {
+        "method": summary["method"],
+        "vocabulary": summary["vocabulary"],
+        "words": summary["words"],
+        "rows": rows[:CARD_IDENTITIES],
+        "more": max(0, len(rows) - CARD_IDENTITIES),
+    }
+
+
+def pretty_name(names: list[str]) -> str:
+    return f"DLCR-expanded {', '.join(names)}"
+
+
+def size_category(n: int) -> str:
+    """The Hub's `size_categories` bucket of `n` samples."""
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "1M<n<10M" if n < 10_000_000 else "n>10M"
+
+
+def gated(names: list[str]) -> list[str]:
+    """The licence-gated sources among `names` (the dataset module's `licence_gated` trait)."""
+    return [n for n in names if loaders.get(n).licence_gated]
+
+
+def citation(name: str) -> str:
+    """The source dataset's BibTeX entry, or "" for a dataset this version does not know."""
+    try:
+        return loaders.get(name).citation
+    except UserError:
+        return ""

@@ -1,0 +1,145 @@
+"""The dataset card: YAML that `load_dataset` reads as declared, plain-data context, every template branch."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import datasets
+import pytest
+import yaml
+from huggingface_hub import DatasetCard, DatasetCardData
+from typer.testing import CliRunner
+
+from dlcr_data.build import BuildOptions, build
+from dlcr_data.cards import render_card
+from dlcr_data.cards.context import CARD_IDENTITIES, card_context, card_metadata
+from dlcr_data.cli import app
+from dlcr_data.demo import DemoConfig, render_demo
+from dlcr_data.manifest import read_manifest, samples_per_split
+from dlcr_data.records import SAMPLE_SCHEMA
+
+TINY = DemoConfig(seed=5, num_ids=6, images_per_camera=2)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """A demo build; `build` renders its card (repo id `USER/REPO`)."""
+    root = render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", TINY)
+    out = tmp_path_factory.mktemp("build") / "out"
+    build(BuildOptions("demo", out, root=str(root), variants=3, splits=("train", "query"), shard_samples=25))
+    return out
+
+
+def test_card_yaml_round_trip(built):
+    card = DatasetCard.load(built / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "apache-2.0"  # the demo is synthetic; real sources get "other" + their terms
+    assert "person-re-identification" in data["tags"] and "clothes-changing" in data["tags"]
+    assert data["configs"] == [
+        {
+            "config_name": "demo",
+            "data_files": [
+                {"split": "train", "path": "demo/train-*.tar"},
+                {"split": "query", "path": "demo/query-*.tar"},
+            ],
+            "default": True,
+        }
+    ]
+    features = datasets.Features._from_yaml_list(data["dataset_info"][0]["features"])
+    assert list(features["json"]) == list(SAMPLE_SCHEMA)
+    assert "preview.png" in card.text and "load_dataset(" in card.text and "DLCR" in card.text
+    train = samples_per_split(read_manifest(built)["builds"]["demo"])["train"]
+    assert str(train) in card.text  # statistics come from the shards
+
+
+def test_card_for_licence_gated_sources_states_inherited_terms(built):
+    manifest = read_manifest(built)
+    manifest["builds"]["ltcc"] = manifest["builds"]["demo"]
+    data = DatasetCardData(**card_metadata(manifest)).to_dict()  # as render_card writes it
+    assert data["license"] == "other" and data["license_name"] == "source-dataset-terms"
+    assert [c["config_name"] for c in data["configs"]] == ["demo", "ltcc"]  # one config per dataset
+    assert "extended|ltcc" in data["source_datasets"]
+
+
+def test_card_context_is_plain_data(built):
+    """No closures, no objects: the template gets what JSON can hold (the Markdown is all in the template)."""
+    context = card_context(built, read_manifest(built))
+    assert json.loads(json.dumps(context))["builds"][0]["name"] == "demo"
+
+
+def test_declared_schema_wins_over_later_extra_keys(built, tmp_path):
+    """A json key first seen after the first samples would be dropped by inference; the card declares them all."""
+    repo = tmp_path / "repo"
+    shutil.copytree(built, repo)
+    shard = sorted((repo / "demo").glob("train-*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(shard, "w") as tar:
+        for i, (member, data) in enumerate(members):
+            if member.name.endswith(".json") and i > 30:
+                meta = json.loads(data)
+                meta["extra_later"] = "only in later samples"
+                data = json.dumps(meta).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    render_card(repo)  # README with configs + dataset_info
+    ds = datasets.load_dataset(str(repo), "demo", split="train")
+    assert list(ds.features["json"]) == list(SAMPLE_SCHEMA)
+    rows = [row["json"] for row in ds.select_columns(["json"])]
+    assert all(v is not None for meta in rows for k, v in meta.items() if k != "gate_score")  # not gated: null
+
+
+def test_card_shows_models_skips_gate_and_body_shapes(built, tmp_path):
+    """The branches the demo build leaves out: models with revisions, skip reasons, the gate, body-shape rows."""
+    out = Path(shutil.copytree(built, tmp_path / "out"))
+    manifest = read_manifest(out)
+    entry = manifest["builds"]["demo"]
+    entry["config"].update(parser="segformer", describer="vlm", sampler="similar", similar_fraction=0.25)
+    entry["config"]["body_shape"] = "clip"
+    entry["models"] = {
+        "parser-model": {"id": "org/parser", "revision": "abc"},
+        "vlm-model": {"id": "org/vlm", "revision": "v1"},
+        "body-shape": {"id": "org/clip", "revision": "c1"},
+        "identity-gate": {"id": "org/gate", "revision": "g1"},
+    }
+    entry["gate"] = {"threshold": 0.6, "kept": 10, "rejected": 2}
+    entry["skipped"] = [{"key": "a", "reason": "no mask: empty"}, {"key": "b", "reason": "no mask"}, {"reason": "x"}]
+    pids = range(CARD_IDENTITIES + 2, 0, -1)
+    entry["body_shape"] = {
+        "method": "clip",
+        "vocabulary": "shapy",
+        "words": ["tall", "short"],
+        "identities": {str(p): {"images": p, "top": ["tall", "short"]} for p in pids},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    text = render_card(out, "me/x", include_source=True).read_text()
+    assert "skipped source items: 3 (2 no mask, 1 x)." in text
+    assert "| parse (clothing mask) | `segformer` (classes: " in text and "| `org/parser` (abc) |" in text
+    assert "| describe (outfit text) | `vlm` | `org/vlm` (v1) / none (no model) |" in text  # no LLM model recorded
+    assert "| plan (target outfits) | `similar` sampler (similar share 0.25) | none |" in text
+    assert "| annotate body shape | `clip` | `org/clip` (c1) |" in text
+    assert "| identity gate | threshold 0.6: kept 10, rejected 2 | `org/gate` (g1) |" in text
+    assert "| 1 | 1 | tall, short |" in text and f"| {CARD_IDENTITIES + 1} |" not in text  # sorted by identity
+    assert "… and 2 more identities" in text
+    assert "over the 2 SHAPY" in text and "(`shapy`: tall, short)" in text
+    data = DatasetCard(text).data.to_dict()
+    assert [c["config_name"] for c in data["configs"]] == ["demo", "demo_source"]
+
+
+def test_rendering_twice_gives_the_same_bytes(built, tmp_path):
+    out = Path(shutil.copytree(built, tmp_path / "out"))
+    first = render_card(out).read_bytes()
+    assert render_card(out).read_bytes() == first == (built / "README.md").read_bytes()
+
+
+def test_card_command_rerenders(built, tmp_path):
+    out = Path(shutil.copytree(built, tmp_path / "out"))
+    (out / "README.md").unlink()
+    result = CliRunner().invoke(app, ["card", str(out), "--repo-id", "me/dlcr-demo"])
+    assert result.exit_code == 0, result.output
+    card = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert card["configs"][0]["config_name"] == "demo"
