@@ -1,6 +1,6 @@
 """Evaluation speed: `dlcr_data.reid.metrics` against CAL-style numpy, torchreid's evaluator and a bare argsort.
 
-Sizes (query x gallery) are the real test splits' (datasets.md §6), with synthetic labels and distances:
+Sizes (query x gallery) are the real test splits' (docs/datasets.md §6), with synthetic labels and distances:
 
 * `ltcc` 493 x 7,050 (75 ids, 12 cameras, 1-3 outfits per id) and `prcc` 3,543 x 3,384 (PRCC's CC query
   against gallery A: 71 ids, query camera C, gallery camera A). One float32 distance matrix per size, the same
@@ -10,7 +10,7 @@ Sizes (query x gallery) are the real test splits' (datasets.md §6), with synthe
   torchreid, which averages its CMC in float32; |d mAP| <= 1e-12).
   Timed, interleaved with alternating order in every repetition:
   - `dlcr`: `evaluate_rank(distmat, ...)` in `general` mode and in `cc` mode;
-  - `cal`: CAL's `evaluate` / `evaluate_with_clothes(mode="CC")` as datasets.md §4 describes them,
+  - `cal`: CAL's `evaluate` / `evaluate_with_clothes(mode="CC")` as docs/datasets.md §4 describes them,
     reimplemented here (numpy argsort with the default quicksort, a loop over queries, index sets by
     `np.argwhere`/`setdiff1d`/`intersect1d`, junk and good located with `np.isin`);
   - `argsort`: `np.argsort(distmat, axis=1)` alone, the floor of any evaluator that sorts every row;
@@ -95,7 +95,7 @@ def _cal_ap_cmc(order: np.ndarray, good: np.ndarray, junk: np.ndarray) -> tuple[
 
 
 def cal_evaluate(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes=None, g_clothes=None, kind="quicksort"):
-    """CAL's `evaluate` (no clothes) or `evaluate_with_clothes(mode="CC")`, from datasets.md §4's description."""
+    """CAL's `evaluate` (no clothes) or `evaluate_with_clothes(mode="CC")`, from docs/datasets.md §4's description."""
     order = np.argsort(distmat, axis=1, kind=kind)
     cmc_sum, ap_sum, num_no_gt = np.zeros(distmat.shape[1]), 0.0, 0
     for i in range(distmat.shape[0]):

@@ -1,6 +1,6 @@
 """Runs every CPU benchmark with its default settings, each in a fresh process (`make bench`).
 
-    .venv/bin/python bench/run_all.py          # build, ShardWriter vs tar, read, evaluation, seed methods (~7 min)
+    .venv/bin/python bench/run_all.py          # build, ShardWriter vs tar, read, evaluation, related methods (~7 min)
     .venv/bin/python bench/run_all.py --gpu    # also the GPU inpainting benchmark (needs CUDA)
 
 Results go to bench/results/*.json; the exit status is non-zero if any benchmark failed.
@@ -20,7 +20,7 @@ CPU_BENCHMARKS = (
     "shard_writer_vs_tar.py",
     "read_throughput.py",
     "eval_rank.py",
-    "seed_methods.py",
+    "related_methods.py",
 )
 GPU_BENCHMARKS = ("gpu_inpaint.py",)
 

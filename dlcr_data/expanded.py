@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -40,6 +41,11 @@ def load_expanded(path_or_repo: str | os.PathLike, dataset: str, split: str = "t
     """`load_dataset(path_or_repo, dataset, split=split)` (a local build or a Hub repo) plus the pairing index."""
     import datasets
 
+    from dlcr_data.manifest import load_cache_dir
+
+    cache_dir = load_cache_dir(Path(path_or_repo))
+    if cache_dir is not None:
+        kwargs.setdefault("cache_dir", str(cache_dir))
     ds = datasets.load_dataset(str(path_or_repo), dataset, split=split, **kwargs)
     metas = list(ds.select_columns(["json"])["json"])  # metadata only: no image is decoded
     order = sorted(range(len(metas)), key=lambda i: (metas[i]["source_key"], metas[i]["variant"]))

@@ -17,7 +17,14 @@ from pathlib import Path
 from dlcr_data import loaders
 from dlcr_data.cards import CARD_FILE, PREVIEW_FILE, render_card
 from dlcr_data.errors import UserError
-from dlcr_data.manifest import MANIFEST_FILE, SOURCE_SUFFIX, read_manifest, samples_per_split, verify_build
+from dlcr_data.manifest import (
+    MANIFEST_FILE,
+    SOURCE_SUFFIX,
+    load_cache_dir,
+    read_manifest,
+    samples_per_split,
+    verify_build,
+)
 
 UPLOAD_ALLOW = [CARD_FILE, MANIFEST_FILE, PREVIEW_FILE, "*/*.tar"]
 UPLOAD_IGNORE = ["work/*", ".*", "*/.*"]
@@ -91,7 +98,7 @@ def validate_staged(staged: Path, manifest: dict) -> dict[str, dict[str, int]]:
     for name, entry in sorted(manifest["builds"].items()):
         counts[name] = {}
         for split, n in samples_per_split(entry).items():
-            ds = datasets.load_dataset(str(staged), name, split=split)
+            ds = datasets.load_dataset(str(staged), name, split=split, cache_dir=str(load_cache_dir(staged)))
             if ds.num_rows != n:
                 raise UserError(f"staged {name}/{split} loads {ds.num_rows} rows, the manifest says {n}")
             counts[name][split] = n

@@ -118,3 +118,22 @@ def drop_entry(out: Path, dataset: str) -> None:
     if manifest and dataset in manifest.get("builds", {}):
         del manifest["builds"][dataset]
         write_json_atomic(path, manifest)
+
+
+def load_cache_dir(folder: Path) -> Path | None:
+    """A `datasets` cache folder for loading the local build `folder`, keyed by the sha256s of its shards.
+
+    `datasets` caches a local folder by its name and card, not its files: two builds in folders that share a name
+    (`a/out`, `b/out`), or a rebuild with `--overwrite`, would be served the first one's rows. None when `folder`
+    holds no manifest (a Hub repo id, or not a build): `datasets`' own cache is right there.
+    """
+    import hashlib
+
+    import datasets
+
+    manifest = read_json(Path(folder) / MANIFEST_FILE) if Path(folder).is_dir() else None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("builds"), dict):
+        return None
+    shas = sorted(s.get("sha256", "") for entry in manifest["builds"].values() for s in entry.get("shards", []))
+    digest = hashlib.sha256("\n".join(shas).encode()).hexdigest()[:16]
+    return Path(datasets.config.HF_DATASETS_CACHE) / "dlcr-data-builds" / digest

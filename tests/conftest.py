@@ -9,9 +9,15 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from dlcr_data.demo import DemoConfig
+
+# The tiny demo most tests share: 6 identities, 2 images per (outfit, camera); 32 train images of 3 identities.
+TINY_DEMO = DemoConfig(num_ids=6, images_per_camera=2)
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +27,26 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "hf" / "datasets"))
     monkeypatch.setenv("DLCR_DATA_ROOT", str(home / "data"))
+
+
+# `load_dataset` caches a local folder under its name and card, not its files: two builds in folders of the same name
+# (`out`, `staged`) would read each other's rows. The package keys its own loads by the shards' sha256s
+# (`manifest.load_cache_dir`, tested in test_expanded.py); tests that call `load_dataset` directly get one cache per
+# test file (for its module fixtures) and one per test.
+@pytest.fixture(scope="module", autouse=True)
+def _datasets_cache_per_module(tmp_path_factory) -> Iterator[None]:
+    import datasets.config
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf-datasets-cache"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _datasets_cache_per_test(tmp_path, monkeypatch) -> None:
+    import datasets.config
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets-cache")
 
 
 # -- tiny random-weight models, built once per session and shared by every test file -------------------------
@@ -67,17 +93,48 @@ def tiny_clip(tmp_path_factory) -> Path:
     return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
-# -- a tiny finished build, shared by the publishing tests (hub, CLI) ------------------------------------------------
+# -- rendered demos, shared by every test file ------------------------------------------------------------------------
+# Read-only: a test that changes one works on a copy (`shutil.copytree(tiny_demo, tmp_path / "demo")`).
+@pytest.fixture(scope="session")
+def demo_root_for(tmp_path_factory) -> Callable[[DemoConfig], Path]:
+    """`demo_root_for(config)`: the demo of `config`, rendered once per session, for the few tests whose numbers
+    need another config than the tiny demo."""
+    from dlcr_data.demo import render_demo
+
+    roots: dict[DemoConfig, Path] = {}
+
+    def root(config: DemoConfig) -> Path:
+        if config not in roots:
+            roots[config] = render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", config)
+        return roots[config]
+
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(demo_root_for) -> Path:
+    """The tiny demo (`TINY_DEMO`)."""
+    return demo_root_for(TINY_DEMO)
+
+
+# -- tiny builds of the tiny demo, shared by the publishing tests (cards, hub, CLI) and the re-ID commands ---------
 # Read-only: a test that changes it works on a copy (`shutil.copytree(tiny_build, tmp_path / "out")`).
 @pytest.fixture(scope="session")
-def tiny_build(tmp_path_factory) -> Path:
-    """A complete demo build: 6 identities, 3 variants per image, train and query splits, 25 samples a shard."""
+def tiny_build(tiny_demo, tmp_path_factory) -> Path:
+    """A complete build of the tiny demo: 3 variants per image, train and query splits, 25 samples a shard."""
     from dlcr_data.build import BuildOptions, build
-    from dlcr_data.demo import DemoConfig, render_demo
 
-    root = render_demo(
-        tmp_path_factory.mktemp("tiny-demo") / "dlcr_demo", DemoConfig(seed=5, num_ids=6, images_per_camera=2)
-    )
     out = tmp_path_factory.mktemp("tiny-build") / "out"
-    build(BuildOptions("demo", out, root=str(root), variants=3, splits=("train", "query"), shard_samples=25))
+    build(BuildOptions("demo", out, root=str(tiny_demo), variants=3, splits=("train", "query"), shard_samples=25))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_expanded(tiny_demo, tmp_path_factory) -> Path:
+    """The tiny demo's train and query splits, 3 variants per image, default shards: what `train --expanded`,
+    `evaluate --refine` and the experiment read."""
+    from dlcr_data.build import BuildOptions, build
+
+    out = tmp_path_factory.mktemp("tiny-expanded") / "out"
+    build(BuildOptions("demo", out, root=str(tiny_demo), variants=3, splits=("train", "query")))
     return out

@@ -9,33 +9,21 @@ import tarfile
 from pathlib import Path
 
 import datasets
-import pytest
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 from typer.testing import CliRunner
 
-from dlcr_data.build import BuildOptions, build
 from dlcr_data.cards import render_card
 from dlcr_data.cards.context import CARD_IDENTITIES, card_context, card_metadata
 from dlcr_data.cli import app
-from dlcr_data.demo import DemoConfig, render_demo
 from dlcr_data.manifest import read_manifest, samples_per_split
 from dlcr_data.records import SAMPLE_SCHEMA
 
-TINY = DemoConfig(seed=5, num_ids=6, images_per_camera=2)
+# `tiny_build` (conftest.py): `build` renders its card (repo id `USER/REPO`). Read-only: tests change copies.
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    """A demo build; `build` renders its card (repo id `USER/REPO`)."""
-    root = render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", TINY)
-    out = tmp_path_factory.mktemp("build") / "out"
-    build(BuildOptions("demo", out, root=str(root), variants=3, splits=("train", "query"), shard_samples=25))
-    return out
-
-
-def test_card_yaml_round_trip(built):
-    card = DatasetCard.load(built / "README.md")
+def test_card_yaml_round_trip(tiny_build):
+    card = DatasetCard.load(tiny_build / "README.md")
     data = card.data.to_dict()
     assert data["license"] == "apache-2.0"  # the demo is synthetic; real sources get "other" + their terms
     assert "person-re-identification" in data["tags"] and "clothes-changing" in data["tags"]
@@ -52,12 +40,12 @@ def test_card_yaml_round_trip(built):
     features = datasets.Features._from_yaml_list(data["dataset_info"][0]["features"])
     assert list(features["json"]) == list(SAMPLE_SCHEMA)
     assert "preview.png" in card.text and "load_dataset(" in card.text and "DLCR" in card.text
-    train = samples_per_split(read_manifest(built)["builds"]["demo"])["train"]
+    train = samples_per_split(read_manifest(tiny_build)["builds"]["demo"])["train"]
     assert str(train) in card.text  # statistics come from the shards
 
 
-def test_card_for_licence_gated_sources_states_inherited_terms(built):
-    manifest = read_manifest(built)
+def test_card_for_licence_gated_sources_states_inherited_terms(tiny_build):
+    manifest = read_manifest(tiny_build)
     manifest["builds"]["ltcc"] = manifest["builds"]["demo"]
     data = DatasetCardData(**card_metadata(manifest)).to_dict()  # as render_card writes it
     assert data["license"] == "other" and data["license_name"] == "source-dataset-terms"
@@ -65,16 +53,16 @@ def test_card_for_licence_gated_sources_states_inherited_terms(built):
     assert "extended|ltcc" in data["source_datasets"]
 
 
-def test_card_context_is_plain_data(built):
+def test_card_context_is_plain_data(tiny_build):
     """No closures, no objects: the template gets what JSON can hold (the Markdown is all in the template)."""
-    context = card_context(built, read_manifest(built))
+    context = card_context(tiny_build, read_manifest(tiny_build))
     assert json.loads(json.dumps(context))["builds"][0]["name"] == "demo"
 
 
-def test_declared_schema_wins_over_later_extra_keys(built, tmp_path):
+def test_declared_schema_wins_over_later_extra_keys(tiny_build, tmp_path):
     """A json key first seen after the first samples would be dropped by inference; the card declares them all."""
     repo = tmp_path / "repo"
-    shutil.copytree(built, repo)
+    shutil.copytree(tiny_build, repo)
     shard = sorted((repo / "demo").glob("train-*.tar"))[0]
     with tarfile.open(shard) as tar:
         members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
@@ -93,9 +81,9 @@ def test_declared_schema_wins_over_later_extra_keys(built, tmp_path):
     assert all(v is not None for meta in rows for k, v in meta.items() if k != "gate_score")  # not gated: null
 
 
-def test_card_shows_models_skips_gate_and_body_shapes(built, tmp_path):
+def test_card_shows_models_skips_gate_and_body_shapes(tiny_build, tmp_path):
     """The branches the demo build leaves out: models with revisions, skip reasons, the gate, body-shape rows."""
-    out = Path(shutil.copytree(built, tmp_path / "out"))
+    out = Path(shutil.copytree(tiny_build, tmp_path / "out"))
     manifest = read_manifest(out)
     entry = manifest["builds"]["demo"]
     entry["config"].update(parser="segformer", describer="vlm", sampler="similar", similar_fraction=0.25)
@@ -130,14 +118,14 @@ def test_card_shows_models_skips_gate_and_body_shapes(built, tmp_path):
     assert [c["config_name"] for c in data["configs"]] == ["demo", "demo_source"]
 
 
-def test_rendering_twice_gives_the_same_bytes(built, tmp_path):
-    out = Path(shutil.copytree(built, tmp_path / "out"))
+def test_rendering_twice_gives_the_same_bytes(tiny_build, tmp_path):
+    out = Path(shutil.copytree(tiny_build, tmp_path / "out"))
     first = render_card(out).read_bytes()
-    assert render_card(out).read_bytes() == first == (built / "README.md").read_bytes()
+    assert render_card(out).read_bytes() == first == (tiny_build / "README.md").read_bytes()
 
 
-def test_card_command_rerenders(built, tmp_path):
-    out = Path(shutil.copytree(built, tmp_path / "out"))
+def test_card_command_rerenders(tiny_build, tmp_path):
+    out = Path(shutil.copytree(tiny_build, tmp_path / "out"))
     (out / "README.md").unlink()
     result = CliRunner().invoke(app, ["card", str(out), "--repo-id", "me/dlcr-demo"])
     assert result.exit_code == 0, result.output

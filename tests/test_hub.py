@@ -20,21 +20,19 @@ from dlcr_data.errors import UserError
 from dlcr_data.records import SAMPLE_SCHEMA
 
 
-@pytest.fixture(scope="module")
-def built(tiny_build) -> Path:
-    return tiny_build  # conftest's tiny finished build (read-only)
-
-
 @pytest.fixture
-def out(built, tmp_path) -> Path:
+def out(tiny_build, tmp_path) -> Path:
     """A private copy of the build, free to break."""
-    return Path(shutil.copytree(built, tmp_path / "out"))
+    return Path(shutil.copytree(tiny_build, tmp_path / "out"))
 
 
 @pytest.fixture(scope="module")
-def staged(built, tmp_path_factory) -> Path:
-    result = hub.push_to_hub(built, "me/dlcr-demo", dry_run=True, stage_dir=tmp_path_factory.mktemp("s") / "staged")
-    return result.staged
+def staged(tiny_build, tmp_path_factory) -> Path:
+    """Staged from a copy: push_to_hub re-renders the card (repo id) in the folder it pushes, and `tiny_build` is
+    shared read-only."""
+    folder = tmp_path_factory.mktemp("s")
+    out = Path(shutil.copytree(tiny_build, folder / "out"))
+    return hub.push_to_hub(out, "me/dlcr-demo", dry_run=True, stage_dir=folder / "staged").staged
 
 
 def manifest_counts(out: Path) -> dict[str, int]:
@@ -44,16 +42,16 @@ def manifest_counts(out: Path) -> dict[str, int]:
     return counts
 
 
-def test_staged_tree_is_exactly_the_upload(built, staged):
+def test_staged_tree_is_exactly_the_upload(tiny_build, staged):
     files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
-    assert files == hub.upload_files(built)
+    assert files == hub.upload_files(tiny_build)
     assert {"README.md", "manifest.json", "preview.png"} <= set(files)
     assert not [f for f in files if f.startswith("work/") or "-source/" in f]  # caches and sources stay local
     assert all(f.endswith(".tar") for f in files if f.startswith("demo/"))
 
 
-def test_load_dataset_on_the_staged_tree(built, staged):
-    for split, rows in manifest_counts(built).items():
+def test_load_dataset_on_the_staged_tree(tiny_build, staged):
+    for split, rows in manifest_counts(tiny_build).items():
         ds = datasets.load_dataset(str(staged), "demo", split=split)
         assert ds.num_rows == rows
         assert set(ds.features["json"]) == set(SAMPLE_SCHEMA)
@@ -77,9 +75,9 @@ def test_streaming_and_plain_webdataset(staged):
     assert isinstance(image, Image.Image) and isinstance(mask, Image.Image) and meta["source_key"] in key
 
 
-def test_load_expanded_pairs_sources_with_their_variants(built, staged):
+def test_load_expanded_pairs_sources_with_their_variants(tiny_build, staged):
     expanded = load_expanded(staged, "demo")
-    assert len(expanded) == manifest_counts(built)["train"]
+    assert len(expanded) == manifest_counts(tiny_build)["train"]
     key = expanded.source_keys[0]
     variants = expanded.variants_of(key)
     assert [v["json"]["variant"] for v in variants] == [0, 1, 2]

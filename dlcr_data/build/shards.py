@@ -98,8 +98,9 @@ def encode_image(image: Image.Image, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def encode_sample(key: str, image: bytes, mask: bytes, meta: dict, fmt: str) -> dict:
-    """One WebDataset sample: `<key>.<fmt>`, `<key>.mask.png`, `<key>.json` (same fields in every sample)."""
+def encode_sample(key: str, image: bytes, mask: bytes | None, meta: dict, fmt: str) -> dict:
+    """One WebDataset sample: `<key>.<fmt>`, `<key>.mask.png`, `<key>.json` (same fields in every sample); no mask
+    member when `mask` is None (an imported release ships no masks, and none is made up)."""
     missing = set(SAMPLE_FIELDS) - set(meta)
     extra = set(meta) - set(SAMPLE_FIELDS)
     if missing or extra:
@@ -107,6 +108,8 @@ def encode_sample(key: str, image: bytes, mask: bytes, meta: dict, fmt: str) -> 
     if "." in key:
         raise ValueError(f"sample key {key!r} contains a dot; WebDataset readers would split it")
     payload = json.dumps(meta, sort_keys=True, ensure_ascii=False).encode()
+    if mask is None:
+        return {"__key__": key, fmt: image, "json": payload}
     return {"__key__": key, fmt: image, "mask.png": mask, "json": payload}
 
 

@@ -81,9 +81,7 @@ def card_metadata(manifest: dict, include_source: bool = False) -> dict:
     for name, entry in sorted(builds.items()):
         splits = list(samples_per_split(entry))
         configs.append({"config_name": name, "data_files": [{"split": s, "path": f"{name}/{s}-*.tar"} for s in splits]})
-        infos.append(
-            {"config_name": name, "features": sample_features(entry["config"]["image_format"])._to_yaml_list()}
-        )
+        infos.append({"config_name": name, "features": build_features(entry["config"])._to_yaml_list()})
         if include_source:
             configs.append(
                 {
@@ -110,6 +108,14 @@ def card_metadata(manifest: dict, include_source: bool = False) -> dict:
     }
 
 
+def build_features(config: dict):
+    """The declared features of one build: without `mask.png` where the build has no masks (an imported release)."""
+    features = sample_features(config["image_format"])
+    if not config.get("masks", True):
+        del features["mask.png"]
+    return features
+
+
 def card_context(out: Path, manifest: dict, repo_id: str = "USER/REPO", include_source: bool = False) -> dict:
     """The template's variables (besides the YAML): per-build statistics, stages, models, settings, citations."""
     names = sorted(manifest["builds"])
@@ -124,6 +130,10 @@ def card_context(out: Path, manifest: dict, repo_id: str = "USER/REPO", include_
         "repo_id": repo_id,
         "fields": list(SAMPLE_SCHEMA),
         "citations": [c for c in (citation(n) for n in names) if c],
+        # builds imported with `import-release`: DLCR's own data, credited and licensed as the release states
+        "releases": [
+            {"name": n, **manifest["builds"][n]["release"]} for n in names if manifest["builds"][n].get("release")
+        ],
     }
 
 
@@ -141,7 +151,9 @@ def build_context(out: Path, name: str, entry: dict) -> dict:
         "splits": [asdict(s) for s in built_splits(out, entry)],
         "skipped": len(entry["skipped"]),
         "skipped_reasons": [{"reason": r, "count": n} for r, n in reasons.most_common()],
-        "settings": [(k, config.get(k)) for k in SETTINGS_SHOWN],
+        "settings": [(k, config[k]) for k in SETTINGS_SHOWN if k in config],
+        "masks": config.get("masks", True),
+        "release": entry.get("release"),  # import-release: the release's repo, licence and strip counts
     }
 
 

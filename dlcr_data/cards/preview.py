@@ -49,7 +49,8 @@ def _first_sources(urls: list[str], n: int) -> list[tuple[str, list[dict]]]:
         if key not in rows and len(rows) == n:
             break
         image = sample.get("png") or sample.get("jpg")
-        rows.setdefault(key, []).append({"image": image, "mask": sample["mask.png"], "meta": meta})
+        # an imported release has no masks: its mask tile stays blank
+        rows.setdefault(key, []).append({"image": image, "mask": sample.get("mask.png"), "meta": meta})
     return list(rows.items())
 
 

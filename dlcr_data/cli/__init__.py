@@ -1,8 +1,8 @@
 """The `dlcr-data` command line: parse options, call the library, render the result with rich.
 
-One module per group of commands (`datasets`, `build`, `reid`); `common` holds what they share. Each command only
-turns its options into the library's options dataclass (whose defaults it reads: one home per option) and renders
-the result.
+One module per group of commands (`datasets`, `build`, `release`, `reid`); `common` holds what they share. Each
+command only turns its options into the library's options dataclass (whose defaults it reads: one home per option)
+and renders the result.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from dlcr_data import __version__
-from dlcr_data.cli import build, datasets, reid
+from dlcr_data.cli import build, datasets, reid, release
 from dlcr_data.cli.common import Command, Group, reflow, user_errors
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ COMMANDS = {
     "inspect": datasets.inspect,
     "demo": datasets.demo,
     "build": build.build,
+    "import-release": release.import_release,
     "preview": build.preview,
     "card": build.card,
     "push-to-hub": build.push_to_hub,

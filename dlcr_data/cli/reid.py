@@ -145,7 +145,7 @@ def evaluate(
     dataset: Annotated[str, typer.Argument(help="Dataset name.")],
     root: RootOption = None,
     # Defaults of `reid.evaluate.evaluate_checkpoint`, written here because importing it imports torch, which
-    # `--help` must not wait for; tests/test_cli.py checks that they agree.
+    # `--help` must not wait for; tests/cli/test_cli.py checks that they agree.
     refine: Annotated[int, typer.Option(min=0, help="Test-time refinement with K query variants (0: off).")] = 0,
     expanded: Annotated[
         str | None, typer.Option(help="Build folder or Hub repo holding query variants (for --refine).")

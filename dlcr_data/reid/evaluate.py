@@ -99,6 +99,11 @@ def missing_variants_error(expanded: str, dataset: str, split: str, k: int, err:
     entry = read_manifest(Path(expanded))["builds"].get(dataset)
     if entry is None:
         return UserError(f"{expanded} holds no {dataset} build to refine with; build one with --splits train,{split}")
+    if "release" in entry:  # imported, not built: no options to rebuild from
+        return UserError(
+            f"{expanded} is an imported DLCR release without {k} {split} variants per image; refine with a build "
+            f"that has them: dlcr-data build {dataset} --splits train,{split} --variants {k} --out DIR"
+        )
     config = entry["config"]
     splits = [*config["splits"], *([split] if split not in config["splits"] else [])]
     command = rebuild_command(Path(expanded), dataset, config, splits=splits, variants=max(k, config["variants"]))

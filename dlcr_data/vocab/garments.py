@@ -31,7 +31,7 @@ OUTFIT_PARTS: tuple[tuple[str, tuple[int, ...]], ...] = (
 )
 OUTFIT_CLASSES: tuple[int, ...] = tuple(c for _, classes in OUTFIT_PARTS for c in classes)  # any outfit part
 
-# DLCR's SCHP mask: every clothing item and shoes; hair, face, skin and hats stay (dlcr-method.md §2.3).
+# DLCR's SCHP mask: every clothing item and shoes; hair, face, skin and hats stay (docs/dlcr-method.md §2.3).
 DEFAULT_MASK_CLASSES: tuple[str, ...] = ("upper", "lower", "dress", "shoes", "accessories")
 
 # First matching rule wins; matched against the lower-cased label name with separators turned into spaces.

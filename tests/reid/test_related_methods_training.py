@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from dlcr_data.build import BuildOptions, build
 from dlcr_data.cli import app
-from dlcr_data.demo import DemoConfig, render_demo
 from dlcr_data.errors import UserError
 from dlcr_data.reid import train as train_module
 from dlcr_data.reid.checkpoints import load_checkpoint
@@ -32,34 +31,28 @@ from dlcr_data.reid.losses import (
 )
 from dlcr_data.reid.train import train
 
-TINY = DemoConfig(num_ids=6, images_per_camera=2)  # 32 train images, 3 identities
-SIZE = (64, 32)
+SIZE = (64, 32)  # the tiny demo (conftest.py): 32 train images, 3 identities
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    return render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", TINY)
-
-
-@pytest.fixture(scope="module")
-def expanded(demo_root, tmp_path_factory) -> Path:
+def expanded(tiny_demo, tmp_path_factory) -> Path:
     """2 variants for 24 of the 32 train images; the other 8 pair with themselves (real images in the 2nd half)."""
     out = tmp_path_factory.mktemp("build")
-    build(BuildOptions("demo", out, root=str(demo_root), variants=2, limit=24))
+    build(BuildOptions("demo", out, root=str(tiny_demo), variants=2, limit=24))
     return out
 
 
-def config(demo_root: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(dataset="demo", root=str(demo_root), out=str(out), scratch="resnet-tiny", image_size=SIZE)
+def config(root: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(dataset="demo", root=str(root), out=str(out), scratch="resnet-tiny", image_size=SIZE)
     base |= dict(epochs=1, batch_p=2, batch_k=4)
     return TrainConfig(**(base | kw))
 
 
 @pytest.fixture(scope="module")
-def teacher(demo_root, tmp_path_factory) -> Path:
+def teacher(tiny_demo, tmp_path_factory) -> Path:
     """A frozen teacher: one epoch on the real images."""
-    return train(config(demo_root, tmp_path_factory.mktemp("teacher") / "run"))
+    return train(config(tiny_demo, tmp_path_factory.mktemp("teacher") / "run"))
 
 
 def history(out: Path) -> list[dict]:
@@ -98,7 +91,7 @@ def test_teacher_target_is_the_renormalised_flip_summed_softmax():
     assert soft_target_kl(torch.log(targets.clamp_min(1e-30)), targets).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_teacher_run_logs_the_teacher_loss_on_generated_images_only(demo_root, expanded, teacher, tmp_path,
+def test_teacher_run_logs_the_teacher_loss_on_generated_images_only(tiny_demo, expanded, teacher, tmp_path,
                                                                     monkeypatch):  # fmt: skip
     sizes, original = [], train_module.soft_target_kl
 
@@ -109,7 +102,7 @@ def test_teacher_run_logs_the_teacher_loss_on_generated_images_only(demo_root, e
     monkeypatch.setattr(train_module, "soft_target_kl", spy)
     out = tmp_path / "run"
     kw = dict(expanded=str(expanded), gen_label="teacher", teacher=str(teacher), teacher_start=0.0, teacher_ramp=0.5)
-    train(config(demo_root, out, epochs=2, **kw))
+    train(config(tiny_demo, out, epochs=2, **kw))
     hist = history(out)
     assert all("loss_teacher" in h and h["loss_teacher"] > 0 for h in hist)
     assert 0 < hist[0]["teacher_weight"] < hist[1]["teacher_weight"] <= 2.0  # ramping up, capped at 2
@@ -121,13 +114,13 @@ def test_teacher_run_logs_the_teacher_loss_on_generated_images_only(demo_root, e
     state["label_maps"]["pids"] = [p + 1000 for p in state["label_maps"]["pids"]]
     (other / "trainer_state.json").write_text(json.dumps(state))
     with pytest.raises(UserError, match="other identities"):
-        train(config(demo_root, tmp_path / "bad", **(kw | {"teacher": str(other)})))
+        train(config(tiny_demo, tmp_path / "bad", **(kw | {"teacher": str(other)})))
 
 
 # -- DG-Net: fine-grained head ----------------------------------------------------------------------------------
-def test_fine_grained_head_round_trip_extract_and_evaluate(demo_root, expanded, tmp_path):
+def test_fine_grained_head_round_trip_extract_and_evaluate(tiny_demo, expanded, tmp_path):
     out = tmp_path / "run"
-    ckpt = train(config(demo_root, out, expanded=str(expanded), fine_grained_head=True, fine_grained_dim=8,
+    ckpt = train(config(tiny_demo, out, expanded=str(expanded), fine_grained_head=True, fine_grained_dim=8,
                         teacher_start=0.0, teacher_ramp=0.0))  # fmt: skip
     hist = history(out)
     assert hist[0]["loss_fine"] > 0 and 0 < hist[0]["fine_grained_weight"] <= 0.4  # 0.2 x 2 after the 1st step
@@ -147,21 +140,21 @@ def test_fine_grained_head_round_trip_extract_and_evaluate(demo_root, expanded, 
 
     from dlcr_data import loaders
 
-    records = loaders.load("demo", demo_root)["query"][:4]
-    by_key = extract_features(model, records, demo_root, batch_size=3)
+    records = loaders.load("demo", tiny_demo)["query"][:4]
+    by_key = extract_features(model, records, tiny_demo, batch_size=3)
     assert all(f.shape == (model.embedding_dim,) for f in by_key.values())
-    result = evaluate_checkpoint(ckpt, "demo", demo_root, protocols=["general"])
+    result = evaluate_checkpoint(ckpt, "demo", tiny_demo, protocols=["general"])
     assert 0 <= result["protocols"]["general"]["mAP"] <= 100
 
 
-def test_fine_grained_head_resumes_like_an_uninterrupted_run(demo_root, expanded, tmp_path):
+def test_fine_grained_head_resumes_like_an_uninterrupted_run(tiny_demo, expanded, tmp_path):
     """Its dropout draws from torch's global RNG, reseeded per epoch: a resumed run sees the same masks."""
     kw = dict(expanded=str(expanded), fine_grained_head=True, fine_grained_dim=8, epochs=2, keep_checkpoints=2)
     out = tmp_path / "run"
-    train(config(demo_root, out, **kw))
+    train(config(tiny_demo, out, **kw))
     straight = history(out)
     shutil.rmtree(out / "checkpoints" / "epoch-0002")  # as if killed during epoch 2
-    train(config(demo_root, out, **kw))
+    train(config(tiny_demo, out, **kw))
     for a, b in zip(straight, history(out), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["loss_fine"] == pytest.approx(
             b["loss_fine"], rel=1e-4
@@ -201,16 +194,16 @@ def test_ot_loss_decreases_as_local_features_align():
     assert global_alignment_loss(v, -v).item() == pytest.approx(4.0, rel=1e-5)  # |a - b|^2 of opposite unit vectors
 
 
-def test_distill_with_shape_ot_trains_saves_and_resumes(demo_root, tiny_clip, tmp_path):
+def test_distill_with_shape_ot_trains_saves_and_resumes(tiny_demo, tiny_clip, tmp_path):
     kw = dict(distill=str(tiny_clip), shape_ot=True)
     out = tmp_path / "run"
-    first = train(config(demo_root, out, **kw))
+    first = train(config(tiny_demo, out, **kw))
     assert (first / "distill.safetensors").is_file()
     assert "distill" in json.loads((first / "trainer_state.json").read_text())["optimizers"]
     assert {"loss_distill", "loss_shape_ot"} <= set(history(out)[0])
-    train(config(demo_root, out, epochs=2, **kw))  # continues from epoch 1, distillation heads restored
+    train(config(tiny_demo, out, epochs=2, **kw))  # continues from epoch 1, distillation heads restored
     straight = tmp_path / "straight"
-    train(config(demo_root, straight, epochs=2, **kw))
+    train(config(tiny_demo, straight, epochs=2, **kw))
     assert [h["epoch"] for h in history(out)] == [1, 2]
     for a, b in zip(history(straight), history(out), strict=True):
         for key in ("loss", "loss_distill", "loss_shape_ot"):
@@ -219,7 +212,7 @@ def test_distill_with_shape_ot_trains_saves_and_resumes(demo_root, tiny_clip, tm
     assert model.extract(torch.randn(2, 3, *SIZE)).shape == (2, model.embedding_dim)
 
     with pytest.raises(UserError, match=r"another config.*shape_ot"):
-        train(config(demo_root, out, epochs=3, distill=str(tiny_clip)))
+        train(config(tiny_demo, out, epochs=3, distill=str(tiny_clip)))
 
 
 def test_plain_fingerprint_has_no_related_method_fields(tmp_path):
@@ -229,12 +222,12 @@ def test_plain_fingerprint_has_no_related_method_fields(tmp_path):
 
 
 # -- CLI --------------------------------------------------------------------------------------------------------
-def test_cli_lists_the_options_and_rejects_bad_combinations(demo_root, tmp_path):
+def test_cli_lists_the_options_and_rejects_bad_combinations(tiny_demo, tmp_path):
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"})
     assert result.exit_code == 0
     for option in ("--gen-label", "--teacher", "--fine-grained-head", "--distill", "--shape-ot"):
         assert option in result.output
-    base = ["train", "demo", "--root", str(demo_root), "--out", str(tmp_path / "run"), "--scratch", "resnet-tiny"]
+    base = ["train", "demo", "--root", str(tiny_demo), "--out", str(tmp_path / "run"), "--scratch", "resnet-tiny"]
     bad = {
         ("--gen-label", "teacher"): "--teacher",
         ("--gen-label", "soft"): "--gen-label",
@@ -248,12 +241,12 @@ def test_cli_lists_the_options_and_rejects_bad_combinations(demo_root, tmp_path)
         assert len(result.stderr.strip().splitlines()) == 1 and needle in result.stderr, (args, result.stderr)
 
 
-def test_a_training_run_given_as_model_is_pinned_to_its_newest_checkpoint(demo_root, teacher, expanded, tmp_path):
+def test_a_training_run_given_as_model_is_pinned_to_its_newest_checkpoint(tiny_demo, teacher, expanded, tmp_path):
     """`--teacher RUN` / `--identity-gate RUN`: the fingerprint records which epoch, so a rerun after the run has
     trained further is refused instead of silently switching models."""
     from dlcr_data.build import BuildOptions
 
     run = teacher.parent.parent
-    cfg = config(demo_root, tmp_path / "x", expanded=str(expanded), gen_label="teacher", teacher=str(run))
+    cfg = config(tiny_demo, tmp_path / "x", expanded=str(expanded), gen_label="teacher", teacher=str(run))
     assert cfg.teacher == str(teacher) == cfg.fingerprint()["teacher"]
     assert BuildOptions("demo", tmp_path / "b", identity_gate=str(run)).resolved().identity_gate == str(teacher)

@@ -204,14 +204,14 @@ def test_manifest_records_model_ids_and_revisions(built, halves_segformer, tiny_
     }
 
 
-def test_two_datasets_share_one_out_folder_and_repo(built, tmp_path):
+def test_two_datasets_share_one_out_folder_and_repo(built, demo_root_for, tmp_path):
     """A demo build added to the LTCC build's folder: one manifest, one card, two configs, both load."""
     from dlcr_data import hub
     from dlcr_data.build import BuildOptions, build
-    from dlcr_data.demo import DemoConfig, render_demo
+    from dlcr_data.demo import DemoConfig
 
     out = Path(shutil.copytree(built[1], tmp_path / "out"))
-    demo_root = render_demo(tmp_path / "demo", DemoConfig(num_ids=4, images_per_camera=1))
+    demo_root = demo_root_for(DemoConfig(num_ids=4, images_per_camera=1))
     build(BuildOptions("demo", out, root=str(demo_root), variants=2))
     result = hub.push_to_hub(out, "me/dlcr", dry_run=True, stage_dir=tmp_path / "staged")
     assert set(result.counts) == {"demo", "ltcc"} and all(n > 0 for c in result.counts.values() for n in c.values())

@@ -1,49 +1,30 @@
-"""`dlcr-data train`, `evaluate` and `experiment` end to end on a tiny demo (tiny from-scratch backbone)."""
+"""`dlcr-data train` and `evaluate` end to end on the tiny demo (tiny from-scratch backbone)."""
 
 from __future__ import annotations
 
 import json
 import shlex
-import shutil
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from dlcr_data.build import BuildOptions, build
 from dlcr_data.cli import app
-from dlcr_data.demo import DemoConfig, render_demo
-from dlcr_data.experiment import ExperimentConfig, run_experiment
 
-TINY = DemoConfig(seed=11, num_ids=6, images_per_camera=2)
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    return render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", TINY)
-
-
-@pytest.fixture(scope="module")
-def expanded(demo_root, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("build") / "out"
-    build(BuildOptions("demo", out, root=str(demo_root), variants=3, splits=("train", "query")))
-    return out
-
-
-def test_train_then_evaluate_with_refinement(demo_root, expanded, tmp_path):
+def test_train_then_evaluate_with_refinement(tiny_demo, tiny_expanded, tmp_path):
     run = tmp_path / "run"
-    args = ["train", "demo", "--root", str(demo_root), "--out", str(run), "--scratch", "resnet-tiny"]
-    args += ["--epochs", "1", "--batch-p", "2", "--batch-k", "4", "--image-size", "64x32", "--expanded", str(expanded)]
+    args = ["train", "demo", "--root", str(tiny_demo), "--out", str(run), "--scratch", "resnet-tiny"]
+    args += ["--epochs", "1", "--batch-p", "2", "--batch-k", "4", "--image-size", "64x32"]
+    args += ["--expanded", str(tiny_expanded)]
     trained = runner.invoke(app, args)
     assert trained.exit_code == 0, trained.output
     checkpoint = run / "checkpoints" / "epoch-0001"
     assert (checkpoint / "model.safetensors").is_file() and (run / "training_curve.png").stat().st_size > 0
 
-    evaluated = runner.invoke(
-        app,
-        ["evaluate", str(checkpoint), "demo", "--root", str(demo_root), "--refine", "2", "--expanded", str(expanded)],
-    )
+    evaluate = ["evaluate", str(checkpoint), "demo", "--root", str(tiny_demo), "--refine", "2"]
+    evaluated = runner.invoke(app, [*evaluate, "--expanded", str(tiny_expanded)])
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((checkpoint / "eval" / "metrics.json").read_text())
     assert set(metrics["protocols"]) == set(metrics["refined"]) == {"general", "sc", "cc"}
@@ -53,12 +34,12 @@ def test_train_then_evaluate_with_refinement(demo_root, expanded, tmp_path):
     assert "refine K=2" in evaluated.stdout
 
 
-def test_refine_without_variants_is_a_user_error(demo_root, tmp_path):
+def test_refine_without_variants_is_a_user_error(tiny_demo, tmp_path):
     run = tmp_path / "run"
-    args = ["train", "demo", "--root", str(demo_root), "--out", str(run), "--scratch", "resnet-tiny"]
+    args = ["train", "demo", "--root", str(tiny_demo), "--out", str(run), "--scratch", "resnet-tiny"]
     assert runner.invoke(app, [*args, "--epochs", "1", "--image-size", "64x32", "--batch-p", "2"]).exit_code == 0
     result = runner.invoke(app, ["evaluate", str(run / "checkpoints" / "epoch-0001"), "demo", "--root",
-                                 str(demo_root), "--refine", "2"])  # fmt: skip
+                                 str(tiny_demo), "--refine", "2"])  # fmt: skip
     assert result.exit_code == 2 and "--expanded" in result.stderr
 
 
@@ -67,27 +48,13 @@ def test_evaluate_a_folder_that_is_not_a_checkpoint(tmp_path):
     assert result.exit_code == 2 and "not a re-ID checkpoint" in result.stderr
 
 
-def test_experiment_writes_rows_for_both_runs_and_refinement(demo_root, expanded, tmp_path):
-    out = Path(shutil.copytree(expanded, tmp_path / "out"))
-    config = ExperimentConfig(
-        out=out, root=str(demo_root), variants=3, epochs=1, scratch="resnet-tiny", refine=2, batch_p=2
-    )
-    result = run_experiment(config)
-    written = json.loads((out / "experiment.json").read_text())
-    assert written["rows"] == result["rows"]
-    assert [r["name"] for r in result["rows"]] == ["originals", "dlcr", "dlcr + refine (K=2)"]
-    for row in result["rows"]:
-        assert set(row) == {"name", "general", "cc"}
-        assert set(row["cc"]) == {"rank1", "mAP"}
-
-
-def test_refinement_never_builds_it_names_the_build_command_that_makes_the_query_variants(demo_root, tmp_path):
+def test_refinement_never_builds_it_names_the_build_command_that_makes_the_query_variants(tiny_demo, tmp_path):
     out = tmp_path / "train_only"
-    build(BuildOptions("demo", out, root=str(demo_root), variants=2))  # no query split in this build
+    build(BuildOptions("demo", out, root=str(tiny_demo), variants=2))  # no query split in this build
     run = tmp_path / "run"
-    args = ["train", "demo", "--root", str(demo_root), "--out", str(run), "--scratch", "resnet-tiny"]
+    args = ["train", "demo", "--root", str(tiny_demo), "--out", str(run), "--scratch", "resnet-tiny"]
     assert runner.invoke(app, [*args, "--epochs", "1", "--image-size", "64x32", "--batch-p", "2"]).exit_code == 0
-    evaluate = ["evaluate", str(run / "checkpoints" / "epoch-0001"), "demo", "--root", str(demo_root)]
+    evaluate = ["evaluate", str(run / "checkpoints" / "epoch-0001"), "demo", "--root", str(tiny_demo)]
     evaluate += ["--refine", "2", "--expanded", str(out)]
     shards = sorted(p.name for p in (out / "demo").iterdir())
 
@@ -96,7 +63,7 @@ def test_refinement_never_builds_it_names_the_build_command_that_makes_the_query
         f"dlcr-data build demo --out {out} --describer oracle --dilation 0 --generator recolor --guidance 7.5 "
         "--image-format png --mask-classes upper,lower,dress,shoes,accessories --negative-prompt '' --parser oracle "
         "--prompt-template 'a person wearing {top}, {bottom} and {shoes}' --resolution 256x768 "
-        f"--root {demo_root} --sampler random --seed 0 --shard-samples 1000 --similar-fraction 0.5 "
+        f"--root {tiny_demo} --sampler random --seed 0 --shard-samples 1000 --similar-fraction 0.5 "
         "--splits train,query --steps 50 --variants 2 --overwrite"
     )
     assert refused.exit_code == 2

@@ -40,8 +40,8 @@ COMMANDS = sorted(typer.main.get_command(app).commands)  # as registered: a new 
 
 
 def test_the_commands_users_know_stay():
-    names = ["datasets", "inspect", "demo", "build", "preview", "card", "push-to-hub", "train", "evaluate"]
-    assert set(COMMANDS) == {*names, "experiment"}
+    names = ["datasets", "inspect", "demo", "build", "import-release", "preview", "card", "push-to-hub", "train"]
+    assert set(COMMANDS) == {*names, "evaluate", "experiment"}
 
 
 @pytest.mark.parametrize("command", [[], *([name] for name in COMMANDS)], ids=lambda c: " ".join(c) or "dlcr-data")

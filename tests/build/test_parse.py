@@ -22,7 +22,7 @@ from dlcr_data.build.parse import (
     load_garment_map,
     parse_records,
 )
-from dlcr_data.demo import DemoConfig, render_demo
+from dlcr_data.demo import DemoConfig
 from dlcr_data.demo.labels import ARMS, FACE, HAIR, LEGS, LOWER, SHOES, UPPER
 from dlcr_data.errors import UserError
 from dlcr_data.loaders.demo import Demo
@@ -42,8 +42,8 @@ def parser_for(name: str, dataset: str, **options):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> tuple[Path, list[Record]]:
-    loaded = Demo(TINY_DEMO).load(render_demo(tmp_path_factory.mktemp("demo") / "root", TINY_DEMO))
+def demo(demo_root_for) -> tuple[Path, list[Record]]:
+    loaded = Demo(TINY_DEMO).load(demo_root_for(TINY_DEMO))
     return loaded.root, [r for recs in loaded.splits.values() for r in recs]
 
 

@@ -18,15 +18,15 @@ from dlcr_data import loaders
 from dlcr_data.build import BuildOptions, build
 from dlcr_data.build.shards import SAMPLE_FIELDS
 from dlcr_data.cli import app
-from dlcr_data.demo import DemoConfig, render_demo
+from dlcr_data.demo import DemoConfig
 from dlcr_data.vocab.body_shapes import BODY_SHAPE_WORDS, VOCABULARY
 
 TINY = DemoConfig(seed=5, num_ids=8, images_per_camera=2)
 
 
 @pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    return render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", TINY)
+def demo_root(demo_root_for) -> Path:
+    return demo_root_for(TINY)
 
 
 def samples(out: Path) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Seed methods on the embedded demo: donor generators, body-shape scoring, identity gate and outfit clustering.
+"""Related methods on the embedded demo: donor generators, body-shape scoring, identity gate and outfit clustering.
 
 N requests (`--n`, default 320) are built once, untimed, as a build with a donor-based generator builds them: source
 images of the demo's train split (evenly spaced over it; each image gets `ceil(N / train images)` variants when N
@@ -22,10 +22,10 @@ An untimed warm-up runs every measured thing once on a few requests (imports, co
 and the clustering once on its whole pool (page cache). torch runs with its default thread count unless `--threads`
 (recorded either way).
 
-    .venv/bin/python bench/seed_methods.py                         # 320 requests, 3 reps (well under a minute)
-    .venv/bin/python bench/seed_methods.py --n 1064 --repeats 5    # every train image once
-    .venv/bin/python bench/seed_methods.py --threads 1             # torch on one core (a shared machine)
-    .venv/bin/python bench/seed_methods.py --quick                 # 16 requests, 1 rep, 120-image pool: a check
+    .venv/bin/python bench/related_methods.py                         # 320 requests, 3 reps (well under a minute)
+    .venv/bin/python bench/related_methods.py --n 1064 --repeats 5    # every train image once
+    .venv/bin/python bench/related_methods.py --threads 1             # torch on one core (a shared machine)
+    .venv/bin/python bench/related_methods.py --quick                 # 16 requests, 1 rep, 120-image pool: a check
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="items per generate/score/check call (build's default)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (16 requests, 1 rep, a 120-image pool)")
-    p.add_argument("--json", type=Path, default=None, help="result path (default bench/results/seed_methods.json)")
+    p.add_argument("--json", type=Path, default=None, help="result path (default bench/results/related_methods.json)")
     args = p.parse_args(argv)
     args.pool = QUICK["pool"] if args.quick else 0
     args.n = args.n or (QUICK["n"] if args.quick else 320)
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = summarise(args, runs, unchanged, n, len(distinct), pool)
     # A quick run's figures mean little: written only when asked (--json).
-    path = write_result("seed_methods", result, args.json) if not args.quick or args.json else None
+    path = write_result("related_methods", result, args.json) if not args.quick or args.json else None
     print(report(result))
     if path is not None:
         print(f"\nresult: {path}")
@@ -322,7 +322,7 @@ def report(result: dict) -> str:
     unchanged = ", ".join(f"{k} {v}" for k, v in s["unchanged_outputs"].items())
     return "\n".join(
         [
-            f"seed methods: demo, {cfg['requests']:,} requests ({cfg['distinct_sources']:,} sources, each with a "
+            f"related methods: demo, {cfg['requests']:,} requests ({cfg['distinct_sources']:,} sources, each with a "
             f"donor), batch {cfg['batch_size']}, median of {cfg['repeats']}, torch threads {cfg['torch_threads']}",
             "",
             table(["method", "ms/image", "min..max", "x peer"], rows),

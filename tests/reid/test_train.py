@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from dlcr_data.build import BuildOptions, build
-from dlcr_data.demo import DemoConfig, render_demo
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import ModelNotFound
 from dlcr_data.reid.checkpoints import load_checkpoint
@@ -29,25 +28,19 @@ from dlcr_data.reid.model import ReIDConfig, ReIDModel
 from dlcr_data.reid.sampler import IdentitySampler
 from dlcr_data.reid.train import train
 
-TINY = DemoConfig(num_ids=6, images_per_camera=2)  # 32 train images, 3 identities, 6 outfits
-SIZE = (64, 32)
+SIZE = (64, 32)  # the tiny demo (conftest.py): 32 train images, 3 identities, 6 outfits
 
 
 @pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    return render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", TINY)
-
-
-@pytest.fixture(scope="module")
-def expanded(demo_root, tmp_path_factory) -> Path:
+def expanded(tiny_demo, tmp_path_factory) -> Path:
     """3 variants for the first 24 of the 32 train images: the other 8 have none (they pair with themselves)."""
     out = tmp_path_factory.mktemp("build")
-    build(BuildOptions("demo", out, root=str(demo_root), variants=3, limit=24))
+    build(BuildOptions("demo", out, root=str(tiny_demo), variants=3, limit=24))
     return out
 
 
-def config(demo_root: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(dataset="demo", root=str(demo_root), out=str(out), scratch="resnet-tiny", image_size=SIZE)
+def config(root: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(dataset="demo", root=str(root), out=str(out), scratch="resnet-tiny", image_size=SIZE)
     base |= dict(epochs=2, batch_p=2, batch_k=4, cal_start_epoch=1)
     return TrainConfig(**(base | kw))
 
@@ -59,9 +52,9 @@ def history(out: Path) -> list[dict]:
 # -- training runs ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["baseline", "cal"])
 @pytest.mark.parametrize("with_variants", [False, True], ids=["plain", "dlcr"])
-def test_two_epoch_training(demo_root, expanded, tmp_path, method, with_variants):
+def test_two_epoch_training(tiny_demo, expanded, tmp_path, method, with_variants):
     out = tmp_path / "run"
-    ckpt = train(config(demo_root, out, method=method, expanded=str(expanded) if with_variants else None))
+    ckpt = train(config(tiny_demo, out, method=method, expanded=str(expanded) if with_variants else None))
     assert ckpt == out / "checkpoints" / "epoch-0002"
     assert {"model.safetensors", "config.json", "trainer_state.json", "optimizer.safetensors"} <= {
         p.name for p in ckpt.iterdir()
@@ -81,38 +74,38 @@ def test_two_epoch_training(demo_root, expanded, tmp_path, method, with_variants
     assert state.label_maps["pids"] == sorted(state.label_maps["pids"])
     from dlcr_data import loaders
 
-    records = loaders.load("demo", demo_root)["query"]
-    feats = extract_features(model, records, demo_root, batch_size=5)
+    records = loaders.load("demo", tiny_demo)["query"]
+    feats = extract_features(model, records, tiny_demo, batch_size=5)
     assert set(feats) == {r.key for r in records}
     assert all(torch.allclose(f.norm(), torch.tensor(1.0), atol=1e-5) for f in feats.values())
     from PIL import Image
 
-    images = [Image.open(demo_root / r.path) for r in records[:3]]
+    images = [Image.open(tiny_demo / r.path) for r in records[:3]]
     assert torch.allclose(extract_images(model, images), torch.stack([feats[r.key] for r in records[:3]]), atol=1e-5)
 
 
-def test_resume_continues_and_matches_an_uninterrupted_run(demo_root, expanded, tmp_path):
+def test_resume_continues_and_matches_an_uninterrupted_run(tiny_demo, expanded, tmp_path):
     kw = dict(method="cal", expanded=str(expanded))
     out = tmp_path / "resumed"
-    train(config(demo_root, out, **kw))
+    train(config(tiny_demo, out, **kw))
     first = history(out)
-    train(config(demo_root, out, epochs=3, **kw))  # same config, more epochs: continues from epoch 2
+    train(config(tiny_demo, out, epochs=3, **kw))  # same config, more epochs: continues from epoch 2
     resumed = history(out)
     assert [h["epoch"] for h in resumed] == [1, 2, 3] and resumed[:2] == first
     assert len(list((out / "checkpoints").iterdir())) == 1  # keep_checkpoints=1
 
     straight = tmp_path / "straight"
-    train(config(demo_root, straight, epochs=3, **kw))
+    train(config(tiny_demo, straight, epochs=3, **kw))
     for a, b in zip(history(straight), resumed, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (a, b)
 
     with pytest.raises(UserError, match=r"another config.*lr"):
-        train(config(demo_root, out, epochs=4, lr=1e-3, **kw))
-    train(config(demo_root, out, epochs=1, lr=1e-3, overwrite=True, **kw))  # --overwrite starts afresh
+        train(config(tiny_demo, out, epochs=4, lr=1e-3, **kw))
+    train(config(tiny_demo, out, epochs=1, lr=1e-3, overwrite=True, **kw))  # --overwrite starts afresh
     assert [h["epoch"] for h in history(out)] == [1]
 
 
-def test_clothes_losses_see_real_images_only(demo_root, expanded, tmp_path, monkeypatch):
+def test_clothes_losses_see_real_images_only(tiny_demo, expanded, tmp_path, monkeypatch):
     seen = []
     original = CosFaceLoss.forward
 
@@ -121,7 +114,7 @@ def test_clothes_losses_see_real_images_only(demo_root, expanded, tmp_path, monk
         return original(self, cosines, targets)
 
     monkeypatch.setattr(CosFaceLoss, "forward", spy)
-    train(config(demo_root, tmp_path / "run", method="cal", expanded=str(expanded), epochs=1))
+    train(config(tiny_demo, tmp_path / "run", method="cal", expanded=str(expanded), epochs=1))
     assert seen and all(len(t) == 2 * 4 and (t >= 0).all() for t in seen)  # P*K reals of a 2*P*K batch
 
 
@@ -143,8 +136,8 @@ def test_train_config_round_trips_through_json():
     assert TrainConfig.from_dict(config.fingerprint()).fingerprint() == config.fingerprint()  # `resolved` ignored
 
 
-def test_pairing_batches(demo_root, expanded, tmp_path):
-    data = TrainSet.from_dataset("demo", demo_root, SIZE, expanded)
+def test_pairing_batches(tiny_demo, expanded, tmp_path):
+    data = TrainSet.from_dataset("demo", tiny_demo, SIZE, expanded)
     assert data.num_real == 32 and len(data) == 32 + 24 * 3
     assert sum(1 for p in data.partners if not p) == 8
     schedule = ProgressiveSchedule((0, 1), (0.34, 0.67))  # pools of 1, 2, then all 3 variants
@@ -188,10 +181,10 @@ def test_identity_sampler_pk():
         IdentitySampler(pids, p=11, k=2)
 
 
-def test_relabelling_is_sorted_and_order_free(demo_root):
+def test_relabelling_is_sorted_and_order_free(tiny_demo):
     from dlcr_data import loaders
 
-    records = loaders.load("demo", demo_root)["train"]
+    records = loaders.load("demo", tiny_demo)["train"]
     shuffled = random.Random(1).sample(records, len(records))
     maps = LabelMaps.from_records(records)
     assert maps == LabelMaps.from_records(shuffled)

@@ -21,20 +21,11 @@ from typer.testing import CliRunner
 
 from dlcr_data import loaders
 from dlcr_data.build import BuildOptions, build
-from dlcr_data.build.plan import plan_variants
 from dlcr_data.build.shards import SAMPLE_FIELDS
 from dlcr_data.cli import app
-from dlcr_data.demo import DemoConfig, render_demo
 from dlcr_data.files import sha256_file
-from dlcr_data.records import Record
 
-TINY = DemoConfig(seed=3, num_ids=6, images_per_camera=2)
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    return render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", TINY)
 
 
 def tree(out: Path) -> dict[str, str]:
@@ -62,44 +53,18 @@ def run(argv: list[str]) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def reference(demo_root, tmp_path_factory) -> Path:
+def reference(tiny_demo, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ref") / "out"
-    run(cli_build(demo_root, out))
+    run(cli_build(tiny_demo, out))
     return out
 
 
-# -- plan -------------------------------------------------------------------------------------------------------
-def test_plan_is_a_pure_function_of_seed_key_and_variant():
-    recs = [Record(f"train_{i}", f"train/{i}.png", i % 3, 0, f"{i % 3}_1", "train") for i in range(9)]
-    outfits = {f"{p}_1": f"red top {p} | black trousers | white shoes" for p in range(3)} | {"9_2": "a | b | c"}
-    plan = plan_variants(recs, outfits, 5, seed=1)
-    shuffled = plan_variants(list(reversed(recs)), outfits, 5, seed=1)
-    assert sorted(plan, key=lambda v: v.key) == sorted(shuffled, key=lambda v: v.key)
-    for v in plan:
-        assert v.target_clothes_id != v.source_clothes_id  # DLCR: only *other* outfits
-        assert "." not in v.key and v.key.endswith(f"_v{v.variant}")
-    first = [v.target_clothes_id for v in plan if v.source_key == "train_0"]
-    assert len(set(first[:3])) == 3  # distinct while the pool (3 other outfits) allows
-    assert plan != plan_variants(recs, outfits, 5, seed=2)
-
-
-# -- options ----------------------------------------------------------------------------------------------------
-def test_options_round_trip_through_json(tmp_path):
-    opts = BuildOptions("demo", tmp_path / "out", splits=("train", "query"), resolution=(128, 256), batch_size=3)
-    assert BuildOptions.from_dict(json.loads(json.dumps(opts.to_dict()))) == opts  # lists come back as tuples
-    fingerprint = json.loads(json.dumps(opts.fingerprint()))
-    assert "out" not in fingerprint and "batch_size" not in fingerprint  # runtime-only options
-    again = BuildOptions.from_dict(fingerprint, out=opts.out, batch_size=3)
-    assert again == opts and again.fingerprint() == opts.fingerprint()
-    assert BuildOptions.from_dict(fingerprint).fingerprint() == opts.fingerprint()
-
-
 # -- the build --------------------------------------------------------------------------------------------------
-def test_shards_manifest_and_samples(reference, demo_root):
+def test_shards_manifest_and_samples(reference, tiny_demo):
     manifest = json.loads((reference / "manifest.json").read_text())
     entry = manifest["builds"]["demo"]
     assert entry["complete"] and entry["config"]["variants"] == 3
-    train = loaders.get("demo").load(demo_root)["train"]
+    train = loaders.get("demo").load(tiny_demo)["train"]
     assert entry["totals"]["samples"] == 3 * len(train)
     for shard in entry["shards"]:
         path = reference / shard["path"]
@@ -112,7 +77,7 @@ def test_shards_manifest_and_samples(reference, demo_root):
         meta = json.loads(sample["json"])
         assert tuple(sorted(meta)) == tuple(sorted(SAMPLE_FIELDS))  # the same fields in every sample
         assert sample["__key__"] == f"{meta['source_key']}_v{meta['variant']}"
-        src = np.array(Image.open(demo_root / sources[meta["source_key"]].path).convert("RGB"))
+        src = np.array(Image.open(tiny_demo / sources[meta["source_key"]].path).convert("RGB"))
         out = np.array(Image.open(io.BytesIO(sample["png"])))
         mask = np.array(Image.open(io.BytesIO(sample["mask.png"]))) > 0
         assert out.shape == src.shape and (meta["width"], meta["height"]) == (src.shape[1], src.shape[0])
@@ -120,19 +85,19 @@ def test_shards_manifest_and_samples(reference, demo_root):
         assert not np.array_equal(out[mask], src[mask])
 
 
-def test_two_processes_give_identical_bytes(reference, demo_root, tmp_path):
+def test_two_processes_give_identical_bytes(reference, tiny_demo, tmp_path):
     out = tmp_path / "out2"
-    run(cli_build(demo_root, out, nproc=2))
+    run(cli_build(tiny_demo, out, nproc=2))
     assert tree(out) == tree(reference)
 
 
-def test_kill_9_then_rerun_is_identical(demo_root, tmp_path):
+def test_kill_9_then_rerun_is_identical(tiny_demo, tmp_path):
     small = {"shard_samples": 3}  # many small shards: the kill lands between or inside later ones
     reference = tmp_path / "reference"
-    run(cli_build(demo_root, reference, **small))
+    run(cli_build(tiny_demo, reference, **small))
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    argv = cli_build(demo_root, out, "--batch-size", "1", **small)
+    argv = cli_build(tiny_demo, out, "--batch-size", "1", **small)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list((out / "demo").glob("train-*.tar")) and time.monotonic() < deadline:
@@ -145,22 +110,22 @@ def test_kill_9_then_rerun_is_identical(demo_root, tmp_path):
     assert not list(out.rglob(".*.tmp-*"))
 
 
-def test_rerun_keeps_complete_shards_and_redoes_corrupted_ones(reference, demo_root, tmp_path):
+def test_rerun_keeps_complete_shards_and_redoes_corrupted_ones(reference, tiny_demo, tmp_path):
     out = tmp_path / "again"
-    run(cli_build(demo_root, out))
+    run(cli_build(tiny_demo, out))
     first = out / "demo" / "train-00000.tar"
     second = out / "demo" / "train-00001.tar"
     kept_mtime = second.stat().st_mtime_ns
     first.write_bytes(first.read_bytes()[:1000])  # truncated: sha256 no longer matches
-    run(cli_build(demo_root, out))
+    run(cli_build(tiny_demo, out))
     assert tree(out) == tree(reference)
     assert second.stat().st_mtime_ns == kept_mtime  # a complete shard is not rewritten
 
 
-def test_other_options_refuse_or_overwrite(reference, demo_root, tmp_path):
+def test_other_options_refuse_or_overwrite(reference, tiny_demo, tmp_path):
     out = tmp_path / "opts"
     runner = CliRunner()
-    args = ["build", "demo", "--root", str(demo_root), "--out", str(out), "--shard-samples", "12"]
+    args = ["build", "demo", "--root", str(tiny_demo), "--out", str(out), "--shard-samples", "12"]
     assert runner.invoke(app, [*args, "--variants", "3"]).exit_code == 0
     refused = runner.invoke(app, [*args, "--variants", "2"])
     assert refused.exit_code == 2
@@ -170,13 +135,13 @@ def test_other_options_refuse_or_overwrite(reference, demo_root, tmp_path):
     assert replaced.exit_code == 0, replaced.output
     entry = json.loads((out / "manifest.json").read_text())["builds"]["demo"]
     assert entry["config"]["variants"] == 2
-    assert entry["totals"]["samples"] == 2 * len(loaders.get("demo").load(demo_root)["train"])
+    assert entry["totals"]["samples"] == 2 * len(loaders.get("demo").load(tiny_demo)["train"])
     assert sorted(p.name for p in (out / "demo").glob("*.tar")) == sorted(Path(s["path"]).name for s in entry["shards"])
 
 
-def test_bad_sources_are_skipped_and_listed(demo_root, tmp_path):
+def test_bad_sources_are_skipped_and_listed(tiny_demo, tmp_path):
     root = tmp_path / "copy"
-    shutil.copytree(demo_root, root)
+    shutil.copytree(tiny_demo, root)
     train = loaders.get("demo").load(root)["train"]
     (root / train[0].path).write_bytes(b"not a png")  # corrupt source image
     blank = root / "masks" / train[1].path  # a mask with no clothing
@@ -188,9 +153,9 @@ def test_bad_sources_are_skipped_and_listed(demo_root, tmp_path):
     assert entry["totals"]["samples"] == 2 * (len(train) - 2)
 
 
-def test_query_split_and_jpg(demo_root, tmp_path):
+def test_query_split_and_jpg(tiny_demo, tmp_path):
     entry = build(
-        BuildOptions("demo", tmp_path / "out", root=str(demo_root), variants=2, splits=("query",), image_format="jpg")
+        BuildOptions("demo", tmp_path / "out", root=str(tiny_demo), variants=2, splits=("query",), image_format="jpg")
     )
     names = [s["path"] for s in entry["shards"]]
     assert names and all(n.startswith("demo/query-") for n in names)
@@ -208,8 +173,8 @@ def test_query_split_and_jpg(demo_root, tmp_path):
         (["--parser", "oracle", "--parser-model", "x"], "--parser-model"),
     ],
 )
-def test_bad_options_are_one_line_errors(demo_root, tmp_path, args, message):
-    result = CliRunner().invoke(app, ["build", "demo", "--root", str(demo_root), "--out", str(tmp_path), *args])
+def test_bad_options_are_one_line_errors(tiny_demo, tmp_path, args, message):
+    result = CliRunner().invoke(app, ["build", "demo", "--root", str(tiny_demo), "--out", str(tmp_path), *args])
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -226,9 +191,9 @@ def test_preview_of_an_unfinished_build_is_a_user_error(tmp_path):
     assert result.exit_code == 2 and "not a finished build" in result.stderr
 
 
-def test_ctrl_c_leaves_only_complete_shards(demo_root, tmp_path):
+def test_ctrl_c_leaves_only_complete_shards(tiny_demo, tmp_path):
     out = tmp_path / "interrupted"
-    argv = cli_build(demo_root, out, "--batch-size", "1", shard_samples=3)
+    argv = cli_build(tiny_demo, out, "--batch-size", "1", shard_samples=3)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list((out / "demo").glob("train-*.tar")) and time.monotonic() < deadline:

@@ -53,8 +53,9 @@ def describer(model_dirs) -> VLMDescriber:
 
 # -- demo data ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Loaded:
-    return Demo(DemoConfig(num_ids=6, images_per_camera=1)).load(tmp_path_factory.mktemp("demo") / "demo")
+def demo(demo_root_for) -> Loaded:
+    config = DemoConfig(num_ids=6, images_per_camera=1)
+    return Demo(config).load(demo_root_for(config))
 
 
 def demo_outfits(demo: Loaded):

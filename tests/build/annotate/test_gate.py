@@ -15,7 +15,6 @@ from dlcr_data import loaders
 from dlcr_data.build.annotate.gate import DEFAULT_THRESHOLD, FALLBACK_SIZE, GateDecision, IdentityGate, outside_changed
 from dlcr_data.build.generate import GenerationRequest
 from dlcr_data.build.generate.recolor import RecolorGenerator
-from dlcr_data.demo import DemoConfig, render_demo
 from dlcr_data.demo.labels import LOWER, UPPER
 from dlcr_data.errors import UserError
 from dlcr_data.loaders.demo import Demo
@@ -29,9 +28,9 @@ SIZE = (64, 32)  # re-ID input (H, W)
 
 # -- fixtures ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> dict:
+def demo(tiny_demo) -> dict:
     """The tiny demo's train split: 32 images of 3 identities, with clothes masks (upper + lower garments)."""
-    root = render_demo(tmp_path_factory.mktemp("demo") / "dlcr_demo", DemoConfig(num_ids=6, images_per_camera=2))
+    root = tiny_demo
     records = loaders.load("demo", root)["train"]
     images = [Image.open(root / r.path).convert("RGB") for r in records]
     masks = [np.isin(np.asarray(Image.open(Demo().mask_path(root, r))), (UPPER, LOWER)) for r in records]
