@@ -16,17 +16,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dlcr_data.build import BuildOptions, build
+from dlcr_data.errors import UserError
 from dlcr_data.files import write_json_atomic
 from dlcr_data.reid.config import TrainConfig
 
 PROTOCOLS = ("general", "cc")
 
 
+RECIPES = ("demo",)  # datasets this recipe (image size, epochs, lr, from-scratch net) was made for
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """The demo recipe: a small from-scratch ResNet at the demo's 128x64, DLCR's schedule scaled to `epochs`."""
 
-    dataset: str = "demo"
+    dataset: str = "demo"  # one of RECIPES
     out: Path = Path("out/demo")  # the build (reused when it is already there) and `experiment/`
     root: str | None = None
     variants: int = 10
@@ -50,6 +54,9 @@ class ExperimentRun:
 
 
 def run_experiment(config: ExperimentConfig, reporter=None) -> dict:
+    if config.dataset not in RECIPES:
+        recipes = ", ".join(RECIPES)
+        raise UserError(f"`experiment` has a recipe for {recipes} only, not {config.dataset!r}; use train and evaluate")
     from dlcr_data.reid.evaluate import evaluate_checkpoint  # torch: imported when an experiment runs, not for --help
     from dlcr_data.reid.train import train
 

@@ -23,6 +23,7 @@ from dlcr_data.manifest import (
     load_cache_dir,
     read_manifest,
     samples_per_split,
+    source_root,
     verify_build,
 )
 
@@ -55,7 +56,7 @@ def write_source_shards(out: Path, shard_samples: int = 1000) -> list[Path]:
     out = Path(out)
     written = []
     for name, entry in sorted(read_manifest(out)["builds"].items()):
-        loaded = loaders.load(name, entry["source_root"])
+        loaded = loaders.load(name, source_root(out, name, entry))
         limit = entry["config"]["limit"]
         for split in entry["config"]["splits"]:
             records = loaded[split] if limit is None else loaded[split][:limit]

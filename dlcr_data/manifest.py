@@ -5,6 +5,8 @@ bytes, the models with their revisions, every shard with its sample count, size 
 skipped source item with its reason. The build writes it (main process, after every shard is complete); the card,
 `preview`, `push-to-hub` and `evaluate --refine` read it. Shards live in `OUT/<dataset>/`; `push-to-hub
 --include-source` adds the original images as `OUT/<dataset>-source/` (not in the manifest: never built).
+The manifest is published, so it holds no local path: the source root and the options as given (model folders
+included) stay under `OUT/work/<dataset>/` (`source_root`, `local_config`).
 """
 
 from __future__ import annotations
@@ -118,6 +120,33 @@ def drop_entry(out: Path, dataset: str) -> None:
     if manifest and dataset in manifest.get("builds", {}):
         del manifest["builds"][dataset]
         write_json_atomic(path, manifest)
+
+
+# -- local facts: what only this machine needs, kept under `OUT/work/<dataset>/` (never uploaded) ---------------
+SOURCE_FILE = "source.json"  # {"root": the source root the build read}
+
+
+def _work(out: Path, dataset: str) -> Path:
+    return Path(out) / "work" / dataset
+
+
+def record_source_root(out: Path, dataset: str, root: Path | str | None) -> None:
+    """Keep the source root a build read beside its caches: a local path, so not in the published manifest."""
+    write_json_atomic(_work(out, dataset) / SOURCE_FILE, {"root": None if root is None else str(root)})
+
+
+def source_root(out: Path, dataset: str, entry: dict) -> str | None:
+    """The source root the `dataset` build in `out` read (the preview's and `--include-source`'s originals), or
+    None when this machine has no record of it (older manifests held it in the entry)."""
+    recorded = read_json(_work(out, dataset) / SOURCE_FILE)
+    return recorded.get("root") if isinstance(recorded, dict) else entry.get("source_root")
+
+
+def local_config(out: Path, dataset: str, entry: dict) -> dict:
+    """The options the `dataset` build in `out` was made with as given (`OUT/work/<dataset>/config.json`: with its
+    source root and model folders, which the published `config` leaves out), else the published `config`."""
+    given = read_json(_work(out, dataset) / "config.json")
+    return given if isinstance(given, dict) else entry["config"]
 
 
 def load_cache_dir(folder: Path) -> Path | None:

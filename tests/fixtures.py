@@ -1,4 +1,4 @@
-"""Tiny on-disk copies of the five CC-ReID dataset trees, in their exact real layouts (datasets.md §2, §8).
+"""Tiny on-disk copies of the five CC-ReID dataset trees, in their exact real layouts (docs/datasets.md §2, §8).
 
 Each `write_<dataset>(parent, container="", broken=True)` writes `parent/[container/]<dirname>/...` and
 returns a `DatasetFixture`: the dataset root (usable directly as a path) plus what the loader must return.

@@ -9,13 +9,16 @@ import tarfile
 from pathlib import Path
 
 import datasets
+import pytest
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 from typer.testing import CliRunner
 
 from dlcr_data.cards import render_card
 from dlcr_data.cards.context import CARD_IDENTITIES, card_context, card_metadata
+from dlcr_data.cards.preview import contact_sheet
 from dlcr_data.cli import app
+from dlcr_data.errors import UserError
 from dlcr_data.manifest import read_manifest, samples_per_split
 from dlcr_data.records import SAMPLE_SCHEMA
 
@@ -131,3 +134,46 @@ def test_card_command_rerenders(tiny_build, tmp_path):
     assert result.exit_code == 0, result.output
     card = yaml.safe_load((out / "README.md").read_text().split("---")[1])
     assert card["configs"][0]["config_name"] == "demo"
+
+
+# -- any valid manifest renders ---------------------------------------------------------------------------------
+def without_shards(entry: dict) -> dict:
+    """A valid entry that holds no shard (all its splits empty)."""
+    totals = {"shards": 0, "samples": 0, "bytes": 0, "splits": {}}
+    return {**entry, "shards": [], "totals": totals, "skipped": [], "body_shape": None}
+
+
+def test_card_with_an_entry_without_shards_previews_and_loads_the_build_that_has_them(tiny_build, tmp_path):
+    """`ccvid` sorts before `demo` and holds no shard: the preview, the YAML and "How to load" use `demo`."""
+    out = Path(shutil.copytree(tiny_build, tmp_path / "out"))
+    (out / "preview.png").unlink()
+    manifest = read_manifest(out)
+    manifest["builds"]["ccvid"] = without_shards(manifest["builds"]["demo"])
+    manifest["builds"]["demo"]["shards"] = [s for s in manifest["builds"]["demo"]["shards"] if s["split"] == "query"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    text = render_card(out).read_text()
+    assert (out / "preview.png").is_file() and "![Preview" in text
+    data = DatasetCard(text).data.to_dict()
+    assert data["configs"] == [  # a config without data files would not load: ccvid has none
+        {"config_name": "demo", "data_files": [{"split": "query", "path": "demo/query-*.tar"}], "default": True}
+    ]
+    assert "### `ccvid`" in text and "### `demo`" in text
+    last = len(manifest["builds"]["demo"]["shards"]) - 1
+    assert 'load_dataset("USER/REPO", "demo", split="query")' in text
+    assert f"/demo/query-{{00000..{last:05d}}}.tar" in text
+
+
+def test_card_of_a_manifest_without_any_shard_has_no_preview(tiny_build, tmp_path):
+    out = Path(shutil.copytree(tiny_build, tmp_path / "out"))
+    (out / "preview.png").unlink()
+    manifest = read_manifest(out)
+    manifest["builds"]["demo"] = without_shards(manifest["builds"]["demo"])
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    text = render_card(out).read_text()
+    assert not (out / "preview.png").exists() and "![Preview" not in text
+    assert "No configuration holds a shard yet: there is nothing to load." in text
+    assert "load_dataset(" not in text and DatasetCard(text).data.to_dict()["configs"] == []
+    with pytest.raises(UserError, match=r"no build in manifest\.json has a shard"):
+        contact_sheet(out)
+    result = CliRunner().invoke(app, ["preview", str(out)])
+    assert result.exit_code == 2 and "nothing to preview" in result.stderr

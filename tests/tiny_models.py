@@ -197,7 +197,8 @@ def save_tiny_llm(path: Path) -> Path:
 
 # -- generate: Stable Diffusion inpainting -------------------------------------------------------------------
 def tiny_clip_tokenizer():
-    """CLIP BPE tokenizer built offline: byte-level vocab, no merges (hf-stack.md §8)."""
+    """CLIP BPE tokenizer built offline: a byte-level vocabulary (ids 0-513 with the special tokens), no merges,
+    `model_max_length` 77 (CLIP's context); enough for the pipelines to tokenise any prompt."""
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -269,3 +270,20 @@ def save_tiny_clip(path: Path) -> Path:
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return Path(path)
+
+
+# -- provenance: a folder as `hf download --local-dir` leaves it ---------------------------------------------
+def as_hf_download(folder: Path, commit: str) -> Path:
+    """Write `folder`'s download metadata the way `hf download REPO --local-dir folder` does (huggingface_hub's
+    own writer): per file the commit and its etag, an LFS file's sha256 (weights) or any other file's git blob
+    sha1. The repo id is not recorded, as with the real command."""
+    import hashlib
+
+    from huggingface_hub._local_folder import write_download_metadata
+
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and ".cache" not in p.parts):
+        data = path.read_bytes()
+        lfs = path.suffix in (".safetensors", ".bin")
+        etag = hashlib.sha256(data).hexdigest() if lfs else hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        write_download_metadata(Path(folder), path.relative_to(folder).as_posix(), commit, etag)
+    return Path(folder)

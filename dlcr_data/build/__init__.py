@@ -27,11 +27,11 @@ def build(options: BuildOptions, reporter: Reporter | None = None) -> dict:
     ctx.models = check_models(opts, backends)
     ctx.claim_out_folder()
     try:
-        sources, pool = ctx.sources(), ctx.pool()  # the images to expand; the training outfits and donors
-        # 2. parse: a garment map per image; images that cannot be parsed drop out
-        parsed = parse.run(ctx, unique(sources + pool))
+        sources, pool = ctx.sources(), ctx.pool()  # the images to expand (--limit); every training image
+        # 2. parse: a garment map per source (and per training image when a stage reads them); failures drop out
+        parsed = parse.run(ctx, unique(sources + pool) if ctx.pool_is_parsed() else sources)
         sources = [r for r in sources if r.key in parsed]
-        pool = [r for r in pool if r.key in parsed]
+        pool = [r for r in pool if r.key in parsed] if ctx.pool_is_parsed() else pool
         # 3. describe: one "top | bottom | shoes" text per training outfit
         outfit_texts = describe.run(ctx, pool)
         # 4. body shape (optional): SHAPY word scores per source image

@@ -35,11 +35,9 @@ def model_refs(opts: BuildOptions, backends: Backends) -> dict[str, str]:
     return refs
 
 
-def check_models(opts: BuildOptions, backends: Backends) -> dict[str, dict[str, str]]:
-    """Every model reference resolves before any work starts; returns id and revision per model option."""
-    from dlcr_data.pretrained import check_ref
+def check_models(opts: BuildOptions, backends: Backends) -> dict[str, dict]:
+    """Every model reference resolves before any work starts; returns what the manifest records of each, by
+    model option: Hub id and commit, or a local folder's weights hash (`pretrained.model_record`)."""
+    from dlcr_data.pretrained import model_record
 
-    return {
-        option.removeprefix("--"): {"id": ref, "revision": check_ref(ref, option)}
-        for option, ref in model_refs(opts, backends).items()
-    }
+    return {option.removeprefix("--"): model_record(ref, option) for option, ref in model_refs(opts, backends).items()}

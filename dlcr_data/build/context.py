@@ -86,8 +86,16 @@ class BuildContext:
         return [r for split in self.opts.splits for r in limited(self.loaded[split], self.opts.limit)]
 
     def pool(self) -> list[Record]:
-        """The training images (cut to `limit`): the outfits a target can be, and their donors."""
-        return limited(self.loaded.splits.get("train", []), self.opts.limit)
+        """Every training image: the outfits a target can be, and their donors. As in DLCR (docs/dlcr-method.md
+        §2.4) targets come from all training outfits: `limit` cuts the sources, never the pool."""
+        return self.loaded.splits.get("train", [])
+
+    def pool_is_parsed(self) -> bool:
+        """Whether a stage reads the training images' pixels and garment maps, so the whole pool is parsed: a
+        describer that looks at images, a donor-based generator, or the outfit clustering. Otherwise (e.g. the
+        oracle describer with recolor) only the sources are parsed, and a `--limit` smoke run stays cheap."""
+        backends = self.backends
+        return backends.describer.reads_images or backends.generator.needs_donor or self.opts.sampler != "random"
 
     # -- the out folder ------------------------------------------------------------------------------------
     def claim_out_folder(self) -> None:

@@ -5,10 +5,16 @@ The out folder is the dataset repo: once the card is written, `load_dataset(out,
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
+from dlcr_data.build.backends import option_field
+from dlcr_data.build.parse import LABEL_MAP_FILE
+from dlcr_data.build.sample import published_method
 from dlcr_data.build.shards import ShardResult
-from dlcr_data.manifest import write_entry
+from dlcr_data.errors import UserError
+from dlcr_data.manifest import read_json, record_source_root, write_entry
+from dlcr_data.pretrained import published_ref
 
 if TYPE_CHECKING:
     from dlcr_data.build.annotate.body_shape import BodyShapes
@@ -16,11 +22,18 @@ if TYPE_CHECKING:
 
 
 def run(ctx: BuildContext, results: list[ShardResult], num_outfits: int, shapes: BodyShapes | None) -> dict:
-    """Main process: this dataset's manifest entry, merged into OUT/manifest.json; returns the entry."""
+    """Main process: this dataset's manifest entry, merged into OUT/manifest.json; returns the entry.
+
+    A build without a single sample is no dataset: a one-line UserError says why, and no entry is written (the
+    shards and work/ caches made so far stay, so nothing done is lost)."""
     entry = _manifest_entry(ctx, results, num_outfits, shapes)
+    if entry["totals"]["samples"] == 0:
+        why = _why_empty(ctx, entry)
+        raise UserError(f"{ctx.opts.dataset}: the build produced no samples, so no manifest entry was written; {why}")
     if ctx.main():
         from dlcr_data.cards import render_card
 
+        record_source_root(ctx.out, ctx.opts.dataset, ctx.root)  # a local fact: beside the caches, not published
         write_entry(ctx.out, ctx.opts.dataset, entry)
         (ctx.out / "preview.png").unlink(missing_ok=True)  # shows the first dataset's first split: redraw it
         render_card(ctx.out)
@@ -38,9 +51,9 @@ def _manifest_entry(ctx: BuildContext, results: list[ShardResult], num_outfits: 
         t["shards"], t["samples"], t["bytes"] = t["shards"] + 1, t["samples"] + r.samples, t["bytes"] + r.bytes
     entry = {
         "complete": True,
-        "config": opts.fingerprint(),
+        "config": published_config(opts.fingerprint(), ctx.models),
         "models": ctx.models,
-        "source_root": str(ctx.root),
+        "label_map": read_json(ctx.work / LABEL_MAP_FILE),  # the parser's label -> garment class (null: none)
         "outfits": num_outfits,
         "shards": [{k: v for k, v in r.to_dict().items() if k not in ("skipped", "rejected")} for r in results],
         "totals": {
@@ -56,7 +69,7 @@ def _manifest_entry(ctx: BuildContext, results: list[ShardResult], num_outfits: 
 
         rejected = [x for r in results for x in r.rejected]
         entry["gate"] = {
-            "model": opts.identity_gate,
+            "model": published_ref(opts.identity_gate),
             "threshold": DEFAULT_THRESHOLD if opts.gate_threshold is None else opts.gate_threshold,
             "kept": entry["totals"]["samples"],
             "rejected": len(rejected),
@@ -65,5 +78,30 @@ def _manifest_entry(ctx: BuildContext, results: list[ShardResult], num_outfits: 
     if ctx.clusters is not None:
         entry["outfit_clusters"] = ctx.clusters
     if shapes is not None:
-        entry["body_shape"] = shapes.summary({r.key: r.pid for split in opts.splits for r in ctx.loaded[split]})
+        summary = shapes.summary({r.key: r.pid for split in opts.splits for r in ctx.loaded[split]})
+        entry["body_shape"] = summary | {"method": published_method(summary["method"])}
     return entry
+
+
+def published_config(config: dict, models: dict[str, dict]) -> dict:
+    """A build's options as the manifest publishes them: no local path. The source root is left out (kept in
+    `OUT/work/`) and a model option naming a local folder holds `local:<weights hash>` (`published_ref`)."""
+    published = {k: v for k, v in config.items() if k != "root"}
+    for option in models:
+        name = option_field(option)
+        if published.get(name) is not None:
+            published[name] = published_ref(published[name])
+    return published
+
+
+def _why_empty(ctx: BuildContext, entry: dict) -> str:
+    """The most common reasons the sources gave no sample, each with its first full reason, e.g. "16 skipped at
+    plan, e.g. no target outfit: the training pool holds no outfit but its own (1_1)"."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for s in entry["skipped"]:
+        groups.setdefault((s["stage"], s["reason"].split(":")[0]), []).append(s["reason"])
+    counts = Counter({group: len(reasons) for group, reasons in groups.items()})
+    parts = [f"{n} skipped at {stage}, e.g. {groups[stage, kind][0]}" for (stage, kind), n in counts.most_common(3)]
+    if entry.get("gate", {}).get("rejected"):
+        parts.append(f"{entry['gate']['rejected']} rejected by the identity gate")
+    return "; ".join(parts) or f"no source image in split {', '.join(ctx.opts.splits)}"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dlcr_data import loaders
 from dlcr_data.errors import UserError
-from dlcr_data.vocab.garments import DEFAULT_MASK_CLASSES, check_classes
+from dlcr_data.vocab.garments import DEFAULT_MASK_CLASSES, check_classes, read_label_map
 
 DEFAULT_PROMPT_TEMPLATE = "a person wearing {top}, {bottom} and {shoes}"
 SAMPLERS = ("random", "similarity-diversity")  # DLCR's random draw | ClonedPerson's clusters
@@ -39,6 +39,9 @@ class BuildOptions:
     parser_model: str | None = None  # None: the parser's `default_model`
     mask_classes: tuple[str, ...] = DEFAULT_MASK_CLASSES
     dilation: int = 0
+    # A JSON file {model label: class or null} overriding the parser's label rules; resolved() replaces the path by
+    # the file's content (JSON text, keys sorted), so the fingerprint records what determines the masks.
+    label_map: str | None = None
     # describe
     describer: str = "auto"
     vlm_model: str | None = None
@@ -77,6 +80,7 @@ class BuildOptions:
             describer=auto["describer"] if self.describer == "auto" else self.describer,
             generator=auto["generator"] if self.generator == "auto" else self.generator,
             mask_classes=check_classes(self.mask_classes),
+            label_map=None if self.label_map is None else json.dumps(read_label_map(self.label_map), sort_keys=True),
         )
         if opts.variants < 1 or opts.shard_samples < 1 or opts.batch_size < 1:
             raise UserError("--variants, --shard-samples and --batch-size must be at least 1")

@@ -6,12 +6,15 @@ A `Parser` backend turns images into maps of `garments.CLASS_ID`s; `parse_record
 the build's parse stage.
 
 Backends (`PARSERS`): `segformer` (any transformers semantic-segmentation model, labels mapped by name) and `oracle`
-(the masks a dataset ships; only the demo does).
+(the masks a dataset ships; only the demo does). Each holds its `label_map`, model label -> garment class (None: no
+class, painted as background), resolved by name rules (`garments.canonical_class`) and `--label-map` overrides; the
+stage prints it, warns about labels nothing mapped, and keeps it in `work/<dataset>/label_map.json` for the manifest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,10 +23,17 @@ from PIL import Image
 
 from dlcr_data.build.backends import Backend
 from dlcr_data.errors import UserError
-from dlcr_data.files import save_png_atomic
+from dlcr_data.files import save_png_atomic, write_text_atomic
 from dlcr_data.pretrained import default_device, default_dtype, load_pretrained
 from dlcr_data.records import Record, Skipped
-from dlcr_data.vocab.garments import CLASS_ID, DEFAULT_MASK_CLASSES, canonical_class, check_classes
+from dlcr_data.vocab.garments import (
+    CLASS_ID,
+    DEFAULT_MASK_CLASSES,
+    canonical_class,
+    check_classes,
+    labels_by_class,
+    read_label_map,
+)
 
 if TYPE_CHECKING:
     from dlcr_data.build.context import BuildContext
@@ -32,6 +42,7 @@ if TYPE_CHECKING:
 
 DEFAULT_SEGFORMER_MODEL = "mattmdjaga/segformer_b2_clothes"  # public SegFormer-B2 trained on ATR clothes parsing
 MODEL_OPTION = "--parser-model"
+LABEL_MAP_FILE = "label_map.json"  # under work/<dataset>/: the label map the cached garment maps were made with
 
 
 class ItemError(Exception):
@@ -46,28 +57,50 @@ class ItemError(Exception):
 class Parser(Protocol):
     name: str
     model_id: str | None  # recorded in build manifests; None when no model is involved
+    label_map: dict[str, str | None]  # model label -> garment class; None: no class (painted as background)
+    unmapped: tuple[str, ...]  # the labels no rule and no --label-map entry gave a class
 
     def parse(self, images: list[Image.Image], records: list[Record], root: Path) -> list[np.ndarray]:
         """Per image, an HxW uint8 map (the image's own size) of `garments.CLASS_ID`s."""
         ...
 
 
-def label_lut(id2label: Mapping[int, str]) -> tuple[np.ndarray, dict[str, str], tuple[str, ...]]:
-    """Model label id -> canonical class id, by label name; also name -> class, and the names no rule matched.
+def resolve_label_map(
+    labels: Iterable[str],
+    overrides: Mapping[str, str | None] | None = None,
+    rules: Callable[[str], str | None] = canonical_class,
+    model: str = "the parser",
+) -> tuple[dict[str, str | None], tuple[str, ...]]:
+    """Label -> garment class by `rules`, each label `overrides` names taking its value instead; also the labels
+    left without a class that `overrides` does not name (the ones to warn about).
 
-    Unmatched labels become background: better a garment left unmasked than skin repainted.
+    A label without a class is painted as background: better a garment left unmasked than skin repainted. An
+    override naming no label of `model` is a one-line UserError listing the labels it has.
     """
+    labels = list(dict.fromkeys(labels))
+    overrides = dict(overrides or {})
+    unknown = [label for label in overrides if label not in labels]
+    if unknown:
+        raise UserError(
+            f"--label-map names {', '.join(map(repr, unknown))}, not among the labels of {model} "
+            f"({', '.join(map(repr, labels))}); fix the file (and rerun with --overwrite where this out folder "
+            "recorded a build with the old map)"
+        )
+    table = {label: overrides[label] if label in overrides else rules(label) for label in labels}
+    return table, tuple(label for label, cls in table.items() if cls is None and label not in overrides)
+
+
+def label_lut(id2label: Mapping[int, str], label_map: Mapping[str, str | None]) -> np.ndarray:
+    """Model label id -> garment class id (background where `label_map` gives no class)."""
     lut = np.zeros(max(id2label, default=-1) + 1, np.uint8)
-    classes: dict[str, str] = {}
-    unmapped: list[str] = []
-    for idx, label in sorted(id2label.items()):
-        cls = canonical_class(label)
-        if cls is None:
-            unmapped.append(label)
-            cls = "background"
-        classes[label] = cls
-        lut[idx] = CLASS_ID[cls]
-    return lut, classes, tuple(unmapped)
+    for idx, label in id2label.items():
+        lut[idx] = CLASS_ID[label_map.get(label) or "background"]
+    return lut
+
+
+def option_label_map(opts: BuildOptions) -> dict[str, str | None] | None:
+    """The `--label-map` overrides of a build (a file, or its content as a resolved build records it)."""
+    return None if opts.label_map is None else read_label_map(opts.label_map)
 
 
 class SegformerParser(Backend):
@@ -84,7 +117,9 @@ class SegformerParser(Backend):
         revision: str | None = None,
         device: str | None = None,
         batch_size: int = 8,
+        label_map: Mapping[str, str | None] | None = None,
     ) -> None:
+        """`label_map` overrides the name rules label by label (`{"Torso": "skin"}`; None: no class)."""
         import torch
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
@@ -101,12 +136,16 @@ class SegformerParser(Backend):
             AutoModelForSemanticSegmentation.from_pretrained, model, MODEL_OPTION, revision=revision, dtype=self.dtype
         )
         self.model = net.to(self.device).eval()
-        self.lut, self.classes, self.unmapped = label_lut(self.model.config.id2label)
+        id2label = {int(i): label for i, label in self.model.config.id2label.items()}
+        labels = [id2label[i] for i in sorted(id2label)]
+        self.label_map, self.unmapped = resolve_label_map(labels, label_map, model=model)
+        self.lut = label_lut(id2label, self.label_map)
         self._lut = torch.from_numpy(self.lut).to(self.device)
 
     @classmethod
     def from_options(cls, opts: BuildOptions, spec: SourceDataset) -> SegformerParser:
-        return cls(opts.parser_model or cls.default_model, batch_size=opts.batch_size)
+        model = opts.parser_model or cls.default_model
+        return cls(model, batch_size=opts.batch_size, label_map=option_label_map(opts))
 
     def parse(self, images: list[Image.Image], records: list[Record], root: Path) -> list[np.ndarray]:
         out: list[np.ndarray] = []
@@ -139,20 +178,23 @@ class OracleParser(Backend):
     # Demo label (dlcr_data.demo.labels) -> canonical class; arms and legs are bare skin.
     DEMO_CLASSES = ("background", "hair", "face", "upper", "lower", "shoes", "skin", "skin")
 
-    def __init__(self, dataset: str) -> None:
+    def __init__(self, dataset: str, label_map: Mapping[str, str | None] | None = None) -> None:
+        from dlcr_data.demo.labels import LABELS
         from dlcr_data.loaders import get
 
         self.spec = get(dataset)
         if not self.spec.ships_masks:
             raise UserError(f"dataset {dataset} ships no parsing masks; use --parser segformer")
+        demo = dict(zip(LABELS, self.DEMO_CLASSES, strict=True))
+        self.label_map, self.unmapped = resolve_label_map(LABELS, label_map, demo.get, f"the {dataset} masks")
         self.lut = np.zeros(256, np.uint8)  # labels outside the demo's 0-7 read as background
-        self.lut[: len(self.DEMO_CLASSES)] = [CLASS_ID[c] for c in self.DEMO_CLASSES]
+        self.lut[: len(LABELS)] = label_lut(dict(enumerate(LABELS)), self.label_map)
 
     @classmethod
     def from_options(cls, opts: BuildOptions, spec: SourceDataset) -> OracleParser:
         if opts.parser_model is not None:
             raise UserError(f"{MODEL_OPTION} applies to --parser segformer, not oracle")
-        return cls(spec.name)
+        return cls(spec.name, option_label_map(opts))
 
     def parse(self, images: list[Image.Image], records: list[Record], root: Path) -> list[np.ndarray]:
         maps = []
@@ -276,6 +318,7 @@ def run(ctx: BuildContext, records: list[Record]) -> set[str]:
 
     opts = ctx.opts
     parser = ctx.backends.parser.from_options(opts, ctx.spec)
+    report_label_map(ctx, parser)
     with ctx.state.split_between_processes(records) as mine:
         advance = ctx.reporter.stage("parse", len(records))
         skipped = parse_records(mine, ctx.root, parser, ctx.masks, batch_size=opts.batch_size, progress=advance)
@@ -285,3 +328,29 @@ def run(ctx: BuildContext, records: list[Record]) -> set[str]:
     ctx.reporter.done("parse")
     ctx.state.wait_for_everyone()
     return {r.key for r in records if map_path(ctx.masks, r.key).exists()}
+
+
+def report_label_map(ctx: BuildContext, parser: Parser) -> None:
+    """Show the parser's label map (and warn about labels without a class); keep it for the manifest entry."""
+    ctx.reporter.note(label_map_text(parser, ctx.opts.mask_classes))
+    if parser.unmapped:
+        ctx.reporter.note(
+            f"{len(parser.unmapped)} parser label(s) match no garment class and are painted as background: "
+            f"{', '.join(parser.unmapped)}; give them a class (or null) with --label-map FILE.json",
+            warning=True,
+        )
+    if ctx.main():  # model order, as the model numbers its labels
+        write_text_atomic(ctx.work / LABEL_MAP_FILE, json.dumps(parser.label_map, indent=2) + "\n")
+
+
+def label_map_text(parser: Parser, mask_classes: tuple[str, ...]) -> str:
+    """The label map as lines of text, one per garment class, marking the classes in the mask."""
+    source = f"{parser.name} {parser.model_id}" if parser.model_id else parser.name
+    rows = [
+        (f"{cls or 'no class (background)'}{' *' if cls in mask_classes else ''}", labels)
+        for cls, labels in labels_by_class(parser.label_map)
+    ]
+    width = max((len(name) for name, _ in rows), default=0)
+    lines = [f"parse: {source} labels -> garment classes (* = in the mask)"]
+    lines += [f"  {name:<{width}} <- {', '.join(labels)}" for name, labels in rows]
+    return "\n".join(lines)

@@ -83,7 +83,8 @@ def plan_variants(
     similar_fraction: float = DEFAULT_SIMILAR_FRACTION,
     max_per_cluster: int = DEFAULT_MAX_PER_CLUSTER,
 ) -> list[PlannedVariant]:
-    """Each image gets `variants` targets drawn from the *other* outfits of the pool (clothes_id -> text).
+    """Each image gets `variants` targets drawn from the *other* outfits of the pool (clothes_id -> text); an image
+    whose own outfit is the only one gets none (`no_target_reason` says why; the plan stage lists it as skipped).
 
     `sampler="random"` (DLCR's prompt pool): targets are distinct while the pool allows (a seeded permutation of
     the pool without the image's own outfit), and cycle through it again when `variants` exceeds the pool.
@@ -223,6 +224,17 @@ def _donor(donors: Mapping[str, Sequence[Record]] | None, outfit: str, seed: int
     return {"appearance_key": donor.key, "appearance_pid": donor.pid}
 
 
+def no_target_reason(
+    record: Record, outfits: Mapping[str, str], donors: Mapping[str, Sequence[Record]] | None = None
+) -> str:
+    """Why `plan_variants` gives `record` no variant: the pool holds no outfit but its own (or none at all)."""
+    pool = sorted(c for c in outfits if donors is None or donors.get(c))
+    where = "the training pool" + (" (outfits with a donor image)" if donors is not None else "")
+    if not pool:
+        return f"no target outfit: {where} is empty"
+    return f"no target outfit: {where} holds no outfit but its own ({record.clothes_id})"
+
+
 def write_plan(plan: list[PlannedVariant], path: Path) -> None:
     write_text_atomic(path, "".join(p.to_json() + "\n" for p in plan))
 
@@ -258,6 +270,12 @@ def run(
         similar_fraction=opts.similar_fraction,
         **clusters,
     )
+    planned = {v.source_key for v in plan}
+    ctx.skipped += [
+        {"path": r.path, "reason": no_target_reason(r, outfit_texts, donors), "stage": "plan"}
+        for r in records
+        if r.key not in planned
+    ]
     path = ctx.work / "plan.jsonl"
     if ctx.main() and not (path.exists() and read_plan(path) == plan):
         write_plan(plan, path)

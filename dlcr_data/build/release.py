@@ -45,7 +45,7 @@ from dlcr_data.build.shards import (
 )
 from dlcr_data.errors import UserError
 from dlcr_data.files import write_json_atomic
-from dlcr_data.manifest import read_json, write_entry
+from dlcr_data.manifest import read_json, record_source_root, write_entry
 from dlcr_data.progress import Reporter, process_state
 from dlcr_data.records import Skipped
 
@@ -320,9 +320,9 @@ def _finish(ctx: BuildContext, strips: list[Strip], plan: list[PlannedVariant], 
         t["shards"], t["samples"], t["bytes"] = t["shards"] + 1, t["samples"] + r.samples, t["bytes"] + r.bytes
     entry = {
         "complete": True,
-        "config": opts.fingerprint(),
+        # published: no local path (the originals' root stays in OUT/work/, the release folder by its name)
+        "config": {k: v for k, v in opts.fingerprint().items() if k != "root"} | {"release": opts.release.name},
         "models": {},
-        "source_root": str(ctx.loaded.root) if ctx.loaded is not None else None,
         "outfits": len({v.target_text for v in plan}),
         "release": {
             "repo": RELEASE_REPO,
@@ -343,6 +343,7 @@ def _finish(ctx: BuildContext, strips: list[Strip], plan: list[PlannedVariant], 
     if ctx.main():
         from dlcr_data.cards import render_card
 
+        record_source_root(ctx.out, opts.dataset, ctx.loaded.root if ctx.loaded is not None else None)
         write_entry(ctx.out, opts.dataset, entry)
         (ctx.out / "preview.png").unlink(missing_ok=True)  # shows the first dataset's first split: redraw it
         render_card(ctx.out)

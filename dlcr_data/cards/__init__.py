@@ -20,16 +20,15 @@ def render_card(out: Path, repo_id: str = "USER/REPO", include_source: bool = Fa
     """Write `OUT/README.md` (and `OUT/preview.png` if missing) from the manifest; returns the card path."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from dlcr_data.cards.preview import contact_sheet
+    from dlcr_data.cards.preview import contact_sheet, preview_split
     from dlcr_data.files import save_png_atomic
 
     out = Path(out)
     manifest = read_manifest(out)
     preview = out / PREVIEW_FILE
-    if not preview.exists():  # the first dataset's first split
-        first = sorted(manifest["builds"])[0]
-        split = manifest["builds"][first]["shards"][0]["split"]
-        save_png_atomic(contact_sheet(out, n=preview_rows, dataset=first, split=split), preview)
+    shown = preview_split(manifest)  # the first dataset with a shard, its first split; None: no preview possible
+    if not preview.exists() and shown is not None:
+        save_png_atomic(contact_sheet(out, n=preview_rows, dataset=shown[0], split=shown[1]), preview)
     context = card_context(out, manifest, repo_id, include_source)
     card = DatasetCard.from_template(
         DatasetCardData(**card_metadata(manifest, include_source)), template_path=str(TEMPLATE), **context

@@ -16,7 +16,9 @@ from pathlib import Path
 from dlcr_data import __version__, loaders
 from dlcr_data.errors import UserError
 from dlcr_data.manifest import SOURCE_SUFFIX, samples_per_split
+from dlcr_data.pretrained import HASH_CHARS, WEIGHT_SUFFIXES
 from dlcr_data.records import SAMPLE_SCHEMA, sample_features
+from dlcr_data.vocab.garments import labels_by_class
 
 PREVIEW_FILE = "preview.png"
 CARD_IDENTITIES = 30  # body-shape rows shown in the card; manifest.json holds every identity
@@ -80,6 +82,8 @@ def card_metadata(manifest: dict, include_source: bool = False) -> dict:
     configs, infos = [], []
     for name, entry in sorted(builds.items()):
         splits = list(samples_per_split(entry))
+        if not splits:  # an entry without shards: a config without data files would not load
+            continue
         configs.append({"config_name": name, "data_files": [{"split": s, "path": f"{name}/{s}-*.tar"} for s in splits]})
         infos.append({"config_name": name, "features": build_features(entry["config"])._to_yaml_list()})
         if include_source:
@@ -119,16 +123,20 @@ def build_features(config: dict):
 def card_context(out: Path, manifest: dict, repo_id: str = "USER/REPO", include_source: bool = False) -> dict:
     """The template's variables (besides the YAML): per-build statistics, stages, models, settings, citations."""
     names = sorted(manifest["builds"])
+    builds = [build_context(out, name, manifest["builds"][name]) for name in names]
     return {
         "pretty_name": pretty_name(names),
         "tool": manifest.get("tool", f"dlcr-data {__version__}").removeprefix("dlcr-data "),
         "sources": names,
         "gated": gated(names),
         "include_source": include_source,
-        "preview": PREVIEW_FILE,
-        "builds": [build_context(out, name, manifest["builds"][name]) for name in names],
+        "preview": PREVIEW_FILE if (Path(out) / PREVIEW_FILE).exists() else None,  # None: nothing to show
+        "builds": builds,
+        "example": load_example(builds),
         "repo_id": repo_id,
         "fields": list(SAMPLE_SCHEMA),
+        "weight_suffixes": list(WEIGHT_SUFFIXES),  # the files a local model folder's weights hash covers
+        "hash_chars": HASH_CHARS,
         "citations": [c for c in (citation(n) for n in names) if c],
         # builds imported with `import-release`: DLCR's own data, credited and licensed as the release states
         "releases": [
@@ -144,7 +152,10 @@ def build_context(out: Path, name: str, entry: dict) -> dict:
     return {
         "name": name,
         "config": config,
-        "models": entry.get("models", {}),  # option -> {"id", "revision"}; an option without a model is absent
+        # option -> `pretrained.model_record`: {"id", "revision"} or a local folder's {"weights", "revision", ...}
+        "models": entry.get("models", {}),
+        "local_models": [option for option, m in entry.get("models", {}).items() if m.get("local")],
+        "label_map": label_map_rows(entry.get("label_map"), config.get("mask_classes", ())),
         "body_shape": body_shape_rows(entry.get("body_shape")),
         "gate": entry.get("gate"),
         "outfits": entry["outfits"],
@@ -155,6 +166,26 @@ def build_context(out: Path, name: str, entry: dict) -> dict:
         "masks": config.get("masks", True),
         "release": entry.get("release"),  # import-release: the release's repo, licence and strip counts
     }
+
+
+def load_example(builds: list[dict]) -> dict | None:
+    """What the card's "How to load" code reads: the first build with a shard, its first split (name, shard count,
+    masks); None when no build has one."""
+    for b in builds:
+        if b["splits"]:
+            first = b["splits"][0]
+            return {"name": b["name"], "split": first["split"], "shards": first["shards"], "masks": b["masks"]}
+    return None
+
+
+def label_map_rows(label_map: dict | None, mask_classes: list[str]) -> list[dict] | None:
+    """The parser's label map per garment class (in `CLASSES` order, then labels without a class): the class, its
+    model labels and whether the mask covers it; None for a build without one (an imported release)."""
+    if not label_map:
+        return None
+    return [
+        {"name": cls, "labels": labels, "masked": cls in mask_classes} for cls, labels in labels_by_class(label_map)
+    ]
 
 
 def body_shape_rows(summary: dict | None) -> dict | None:

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from dlcr_data import loaders
 from dlcr_data.errors import UserError
-from dlcr_data.manifest import read_manifest
+from dlcr_data.manifest import read_manifest, source_root
 
 TILE_H = 128  # every tile is scaled to this height
 LINE_H = 11
@@ -23,16 +23,30 @@ def contact_sheet(out: Path, n: int = 8, dataset: str | None = None, split: str 
     if not urls:
         raise UserError(f"{out}: the {dataset} build has no {split} shards; choose --split from its splits")
     rows = _first_sources(urls, n)
-    sources = _source_images(dataset, entry.get("source_root"), {k for k, _ in rows})
+    sources = _source_images(dataset, source_root(Path(out), dataset, entry), {k for k, _ in rows})
     return _draw(rows, sources)
 
 
+def preview_split(manifest: dict) -> tuple[str, str] | None:
+    """The (dataset, split) a card's preview shows: the first dataset (by name) that has a shard, and its first
+    shard's split; None when no dataset has one (a valid manifest may hold an entry without shards)."""
+    for name in sorted(manifest["builds"]):
+        shards = manifest["builds"][name].get("shards") or []
+        if shards:
+            return name, shards[0]["split"]
+    return None
+
+
 def _build_entry(out: Path, dataset: str | None) -> tuple[dict, str]:
-    builds = read_manifest(out)["builds"]
+    manifest = read_manifest(out)
+    builds = manifest["builds"]
     if dataset is None:
-        dataset = sorted(builds)[0]
+        shown = preview_split(manifest)
+        if shown is None:
+            raise UserError(f"{out}: no build in manifest.json has a shard, so there is nothing to preview")
+        dataset = shown[0]
     if dataset not in builds:
-        raise UserError(f"{out} has no {dataset} build; it has: {', '.join(sorted(builds))}")
+        raise UserError(f"{out} has no {dataset} build; it has: {', '.join(sorted(builds)) or 'none'}")
     return builds[dataset], dataset
 
 

@@ -54,6 +54,14 @@ def build(
     dilation: Annotated[
         int, typer.Option(min=0, help="Grow the mask by this many pixels.", rich_help_panel=PARSE)
     ] = _default("dilation"),
+    label_map: Annotated[
+        str | None,
+        typer.Option(
+            help='JSON {"model label": "class" or null}: overrides the label rules.',
+            metavar="FILE.json",
+            rich_help_panel=PARSE,
+        ),
+    ] = _default("label_map"),
     describer: Annotated[
         str, typer.Option(help="vlm | color | oracle | auto (oracle for the demo).", rich_help_panel=DESCRIBE)
     ] = _default("describer"),

@@ -9,9 +9,8 @@ import typer
 from rich.table import Table
 
 from dlcr_data.cli.common import RootOption, console, default, pair, pair_text
-from dlcr_data.errors import UserError
 from dlcr_data.experiment import ExperimentConfig
-from dlcr_data.reid.config import TrainConfig
+from dlcr_data.reid.config import EvaluateOptions, TrainConfig
 
 # Help panels: the options of each related method together, apart from the plain run's.
 MODEL, OPTIM, DGNET, CLIP3D = "Model", "Optimisation", "DG-Net", "CLIP3DReID"
@@ -144,17 +143,21 @@ def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint folder (model.safetensors + config.json).")],
     dataset: Annotated[str, typer.Argument(help="Dataset name.")],
     root: RootOption = None,
-    # Defaults of `reid.evaluate.evaluate_checkpoint`, written here because importing it imports torch, which
-    # `--help` must not wait for; tests/cli/test_cli.py checks that they agree.
-    refine: Annotated[int, typer.Option(min=0, help="Test-time refinement with K query variants (0: off).")] = 0,
+    refine: Annotated[int, typer.Option(min=0, help="Test-time refinement with K query variants (0: off).")] = default(
+        EvaluateOptions, "refine"
+    ),
     expanded: Annotated[
         str | None, typer.Option(help="Build folder or Hub repo holding query variants (for --refine).")
-    ] = None,
-    top_ids: Annotated[int, typer.Option(min=1, help="Top gallery identities refinement re-scores.")] = 5,
+    ] = default(EvaluateOptions, "expanded"),
+    top_ids: Annotated[int, typer.Option(min=1, help="Top gallery identities refinement re-scores.")] = default(
+        EvaluateOptions, "top_ids"
+    ),
     out: Annotated[
         Path | None, typer.Option(help="Where metrics.json and cmc.png go (default CHECKPOINT/eval).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = default(
+        EvaluateOptions, "batch_size"
+    ),
 ) -> None:
     """Evaluate a checkpoint on every protocol of a dataset (CAL semantics), with and without refinement."""
     from dlcr_data.reid.evaluate import evaluate_checkpoint
@@ -206,10 +209,9 @@ def experiment(
     from dlcr_data.experiment import run_experiment
     from dlcr_data.progress import RichReporter
 
-    if dataset != "demo":
-        raise UserError(f"`experiment` has a recipe for the demo only, not {dataset!r}; use `train` and `evaluate`")
+    config = ExperimentConfig(dataset=dataset, out=out, epochs=epochs, refine=refine, all=all_rows)
     with RichReporter(console) as reporter:
-        result = run_experiment(ExperimentConfig(out=out, epochs=epochs, refine=refine, all=all_rows), reporter)
+        result = run_experiment(config, reporter)
     table = Table(title=f"DLCR on the demo ({epochs} epochs each; rank-1 / mAP in %)")
     for col in ("run", "general rank-1", "general mAP", "CC rank-1", "CC mAP"):
         table.add_column(col, justify="left" if col == "run" else "right")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -45,14 +45,6 @@ def filter_cameras(records: Iterable[Record], raw_cams: Iterable[int] | None) ->
         return list(records)
     keep = {c - 1 for c in raw_cams}
     return [r for r in records if r.camid in keep]
-
-
-def apply_preset(splits: Mapping[str, list[Record]], preset: str) -> dict[str, list[Record]]:
-    """The splits with query and gallery filtered by `EVAL_PRESETS[preset]`; other splits unchanged."""
-    if preset not in EVAL_PRESETS:
-        raise KeyError(f"unknown VC-Clothes preset {preset!r}; choose one of: {', '.join(EVAL_PRESETS)}")
-    cams = EVAL_PRESETS[preset]
-    return {s: filter_cameras(recs, cams) if s in EVAL_SPLITS else list(recs) for s, recs in splits.items()}
 
 
 class VCClothes(SourceDataset):

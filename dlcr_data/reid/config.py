@@ -27,13 +27,6 @@ if TYPE_CHECKING:  # imported where used: the CLI reads this module's defaults w
 GEN_LABELS = ("hard", "teacher")
 # Options that do not change what is learnt, so a rerun may change them (epochs: a rerun trains further).
 _RUNTIME_ONLY = ("out", "epochs", "num_workers", "cache", "device", "mixed_precision", "keep_checkpoints", "overwrite")
-# Related-method fields left out of the fingerprint while at their defaults: a plain run's fingerprint stays what
-# it was before they existed, so older run folders still resume.
-_RELATED_METHOD_FIELDS = (
-    "gen_label", "teacher", "teacher_start", "teacher_ramp", "teacher_cap", "fine_grained_head", "fine_grained_dim",
-    "fine_grained_weight", "fine_grained_dropout", "distill", "distill_weight", "shape_ot", "shape_ot_weight",
-    "shape_top_k", "sinkhorn_epsilon", "sinkhorn_iters",
-)  # fmt: skip
 
 
 @dataclass
@@ -197,10 +190,6 @@ class TrainConfig:
         d = self.to_dict()
         for key in _RUNTIME_ONLY:
             d.pop(key)
-        defaults = TrainConfig.__dataclass_fields__
-        for key in _RELATED_METHOD_FIELDS:
-            if d[key] == defaults[key].default:
-                d.pop(key)
         progressive = self.progressive()
         d["resolved"] = {
             "lr_milestones": list(self.milestones()),
@@ -208,3 +197,14 @@ class TrainConfig:
             "progressive_thresholds": list(progressive.thresholds),
         }
         return d
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """The defaults of `evaluate.evaluate_checkpoint` (and so of `dlcr-data evaluate`), torch-free so that the CLI
+    reads them without importing the evaluator."""
+
+    refine: int = 0  # K query variants for test-time refinement; 0: off
+    expanded: str | None = None  # the build (folder or Hub repo) holding the query variants
+    top_ids: int = 5  # gallery identities refinement re-scores (DLCR: top-5)
+    batch_size: int = 64

@@ -19,9 +19,10 @@ from dlcr_data import loaders
 from dlcr_data.errors import UserError
 from dlcr_data.files import write_bytes_atomic, write_json_atomic
 from dlcr_data.loaders.vcclothes import filter_cameras
-from dlcr_data.manifest import MANIFEST_FILE, read_manifest, rebuild_command
+from dlcr_data.manifest import MANIFEST_FILE, local_config, read_manifest, rebuild_command
 from dlcr_data.records import Record
 from dlcr_data.reid.checkpoints import load_checkpoint
+from dlcr_data.reid.config import EvaluateOptions
 from dlcr_data.reid.features import extract_features, extract_images
 from dlcr_data.reid.metrics import evaluate_rank, junk_mask
 from dlcr_data.reid.model import ReIDModel
@@ -104,7 +105,7 @@ def missing_variants_error(expanded: str, dataset: str, split: str, k: int, err:
             f"{expanded} is an imported DLCR release without {k} {split} variants per image; refine with a build "
             f"that has them: dlcr-data build {dataset} --splits train,{split} --variants {k} --out DIR"
         )
-    config = entry["config"]
+    config = local_config(Path(expanded), dataset, entry)  # as given: with its --root and model folders
     splits = [*config["splits"], *([split] if split not in config["splits"] else [])]
     command = rebuild_command(Path(expanded), dataset, config, splits=splits, variants=max(k, config["variants"]))
     return UserError(f"{expanded} lacks {k} {dataset} {split} variants per image to refine with; build them: {command}")
@@ -115,11 +116,11 @@ def evaluate_checkpoint(
     dataset: str,
     root: str | os.PathLike | None = None,
     *,
-    refine: int = 0,
-    expanded: str | None = None,
-    top_ids: int = 5,
+    refine: int = EvaluateOptions.refine,
+    expanded: str | None = EvaluateOptions.expanded,
+    top_ids: int = EvaluateOptions.top_ids,
     protocols: Sequence[str] | None = None,
-    batch_size: int = 64,
+    batch_size: int = EvaluateOptions.batch_size,
     device: str | None = None,
     out: str | os.PathLike | None = None,
 ) -> dict:

@@ -39,81 +39,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-MODES = ("general", "cc", "sc")
+from dlcr_data.reid.rank_labels import MODES, RankLabels, check_mode, encode_labels
+
 MEMORY_BUDGET = 512 * 2**20
 """Bytes of working memory per chunk of queries when `chunk_size` is None (chunks hold a few copies of the
 (chunk x gallery) distance block; LaST's test gallery gives 356 queries per chunk)."""
 _BYTES_PER_ENTRY = 3  # x itemsize: the distance block, its sorted copy, one temporary
-
-
-# -- labels ---------------------------------------------------------------------------------------------------
-def _as_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def encode_labels(q: Any, g: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Query and gallery labels (ints, strings, floats...) as int64 codes from one shared mapping."""
-    q, g = _as_numpy(q).reshape(-1), _as_numpy(g).reshape(-1)
-    if q.dtype.kind != g.dtype.kind and {q.dtype.kind, g.dtype.kind} & {"U", "S", "O"}:
-        q, g = q.astype(str), g.astype(str)  # "3" and 3 denote the same outfit
-    _, codes = np.unique(np.concatenate([q, g]), return_inverse=True)
-    codes = codes.astype(np.int64).reshape(-1)
-    return codes[: len(q)], codes[len(q) :]
-
-
-@dataclass(frozen=True)
-class _Labels:
-    """Label codes on the evaluation device, plus the gallery grouped by pid (positives without a scan)."""
-
-    q_pids: torch.Tensor
-    q_cams: torch.Tensor
-    g_cams: torch.Tensor
-    q_clothes: torch.Tensor | None
-    g_clothes: torch.Tensor | None
-    g_by_pid: torch.Tensor  # gallery indices sorted by pid code, ascending index within a pid
-    pid_start: torch.Tensor  # first slot of each pid code in g_by_pid
-    pid_count: torch.Tensor  # gallery entries of each pid code
-
-    @property
-    def num_gallery(self) -> int:
-        return len(self.g_cams)
-
-    @classmethod
-    def build(cls, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes, device: torch.device) -> _Labels:
-        qp, gp = encode_labels(q_pids, g_pids)
-        qc, gc = encode_labels(q_camids, g_camids)
-        if len(qc) != len(qp) or len(gc) != len(gp):
-            raise ValueError(f"{len(qp)}/{len(gp)} query/gallery pids but {len(qc)}/{len(gc)} camids")
-        qcl = gcl = None
-        if q_clothes is not None and g_clothes is not None:
-            qcl, gcl = encode_labels(q_clothes, g_clothes)
-            if len(qcl) != len(qp) or len(gcl) != len(gp):
-                raise ValueError(f"{len(qp)}/{len(gp)} query/gallery pids but {len(qcl)}/{len(gcl)} clothes ids")
-        num_pids = int(max(qp.max(initial=-1), gp.max(initial=-1))) + 1
-        count = np.bincount(gp, minlength=num_pids)
-
-        def t(a: np.ndarray | None) -> torch.Tensor | None:
-            return None if a is None else torch.as_tensor(a, device=device)
-
-        return cls(
-            q_pids=t(qp),
-            q_cams=t(qc),
-            g_cams=t(gc),
-            q_clothes=t(qcl),
-            g_clothes=t(gcl),
-            g_by_pid=t(np.argsort(gp, kind="stable")),
-            pid_start=t(np.cumsum(count) - count),
-            pid_count=t(count),
-        )
-
-
-def _check_mode(mode: str, labels: _Labels) -> None:
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
-    if mode != "general" and labels.q_clothes is None:
-        raise ValueError(f"mode {mode!r} needs clothes ids: pass both q_clothes and g_clothes")
 
 
 # -- one chunk of queries ---------------------------------------------------------------------------------------
@@ -153,7 +84,7 @@ def _sorted_rows(d: torch.Tensor, ws: _Workspace) -> torch.Tensor:
     return torch.sort(d, dim=1).values
 
 
-def _positives(d: torch.Tensor, labels: _Labels, rows: slice, ws: _Workspace) -> _Positives:
+def _positives(d: torch.Tensor, labels: RankLabels, rows: slice, ws: _Workspace) -> _Positives:
     """Where each positive of each query lands in the stable ascending order of its row of `d`."""
     num_q, num_g = d.shape
     count = labels.pid_count[labels.q_pids[rows]]
@@ -214,7 +145,7 @@ class _QueryResults:
     inp: torch.Tensor
 
 
-def _score(p: _Positives, labels: _Labels, rows: slice, mode: str) -> _QueryResults:
+def _score(p: _Positives, labels: RankLabels, rows: slice, mode: str) -> _QueryResults:
     """Per-query metrics of one mode from the positives' positions."""
     num_q = p.present.shape[0]
     if p.present.shape[1] == 0:
@@ -358,8 +289,8 @@ def evaluate_rank(
     dist = torch.as_tensor(distmat)
     if dist.ndim != 2:
         raise ValueError(f"distmat must be 2-D (num_query x num_gallery), got shape {tuple(dist.shape)}")
-    labels = _Labels.build(q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes, dev)
-    _check_mode(mode, labels)
+    labels = RankLabels.build(q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes, dev)
+    check_mode(mode, labels)
     if dist.shape != (len(labels.q_pids), labels.num_gallery):
         raise ValueError(f"distmat shape {tuple(dist.shape)} != ({len(labels.q_pids)}, {labels.num_gallery})")
     parts, ws = [], _Workspace()
@@ -409,9 +340,9 @@ def evaluate_features(
     q, g = _normalised(q_feats, dev), _normalised(g_feats, dev)
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"query features have dimension {q.shape[1]}, gallery features {g.shape[1]}")
-    labels = _Labels.build(q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes, dev)
+    labels = RankLabels.build(q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes, dev)
     for mode in modes:
-        _check_mode(mode, labels)
+        check_mode(mode, labels)
     if len(q) != len(labels.q_pids) or len(g) != labels.num_gallery:
         raise ValueError(
             f"{len(q)}/{len(g)} query/gallery features for {len(labels.q_pids)}/{labels.num_gallery} labels"

@@ -23,7 +23,11 @@ from dlcr_data import loaders
 from dlcr_data.build import BuildOptions, build
 from dlcr_data.build.shards import SAMPLE_FIELDS
 from dlcr_data.cli import app
+from dlcr_data.demo import DemoConfig
+from dlcr_data.demo.plan import Plan
+from dlcr_data.errors import UserError
 from dlcr_data.files import sha256_file
+from dlcr_data.progress import Reporter
 
 BIN = Path(sys.executable).parent
 
@@ -207,3 +211,142 @@ def test_ctrl_c_leaves_only_complete_shards(tiny_demo, tmp_path):
         with tarfile.open(shard) as tar:
             names = tar.getnames()
         assert names and len(names) % 3 == 0
+
+
+# -- small and odd builds: never a traceback ----------------------------------------------------------------------
+TINY = DemoConfig(num_ids=6, images_per_camera=2)  # `tiny_demo`'s config (conftest.py)
+
+
+def shots(config: DemoConfig, folder: str) -> list:
+    """The demo plan's images of one folder in file-name order (the loader's order): the expected numbers below
+    come from the plan, not from a build."""
+    return sorted((s for s in Plan(config).shots if s.folder == folder), key=lambda s: s.name)
+
+
+def sample_metas(out: Path, entry: dict) -> list[dict]:
+    urls = [str(out / s["path"]) for s in entry["shards"]]
+    return [json.loads(s["json"]) for s in wds.WebDataset(urls, shardshuffle=False)]
+
+
+@pytest.mark.parametrize("limit", [1, 16, 20])
+def test_limit_cuts_the_sources_never_the_target_pool(demo_root_for, tmp_path, limit):
+    """The default demo's first 16 training images all wear outfit 1_1: `--limit 16` used to leave no target (exit 1,
+    IndexError). Targets come from every training outfit whatever `--limit` says; only the sources are parsed."""
+    train = shots(DemoConfig(), "train")
+    own = [s.clothes_id for s in train[:limit]]
+    pool = {s.clothes_id for s in train}
+    assert len(pool) == 46 and set(own) == ({"1_1"} if limit <= 16 else {"1_1", "1_2"})
+    out = tmp_path / "out"
+    args = ["build", "demo", "--root", str(demo_root_for(DemoConfig())), "--out", str(out), "--limit", str(limit)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    entry = json.loads((out / "manifest.json").read_text())["builds"]["demo"]
+    assert entry["complete"] and entry["outfits"] == 46 and entry["skipped"] == []
+    assert entry["totals"]["samples"] == 10 * limit  # the default 10 variants of each source
+    targets: dict[str, list[str]] = {}
+    for meta in sample_metas(out, entry):
+        assert meta["target_clothes_id"] in pool and meta["target_clothes_id"] != meta["source_clothes_id"]
+        targets.setdefault(meta["source_key"], []).append(meta["target_clothes_id"])
+    assert len(targets) == limit and all(len(set(t)) == 10 for t in targets.values())  # 45 other outfits: distinct
+    assert len(list((out / "work" / "demo" / "masks").glob("*.png"))) == limit  # oracle + recolor: no pool parsing
+    assert (out / "README.md").is_file() and (out / "preview.png").is_file()
+
+
+def one_outfit_pool(tiny_demo: Path, tmp_path: Path) -> tuple[Path, str, list[str]]:
+    """A copy of the tiny demo whose train split keeps one outfit: (root, that outfit, its train image paths)."""
+    train = shots(TINY, "train")
+    outfit = train[0].clothes_id
+    kept = [f"train/{s.name}" for s in train if s.clothes_id == outfit]
+    root = Path(shutil.copytree(tiny_demo, tmp_path / "one-outfit"))
+    for s in train:
+        if s.clothes_id != outfit:
+            (root / "train" / s.name).unlink()
+    return root, outfit, kept
+
+
+def test_a_one_outfit_pool_lists_the_sources_without_target_as_skipped(tiny_demo, tmp_path):
+    root, outfit, kept = one_outfit_pool(tiny_demo, tmp_path)
+    queries = shots(TINY, "query")  # test identities: none wears the one training outfit
+    assert len(kept) == 4 and len(queries) == 12 and outfit not in {s.clothes_id for s in queries}
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, cli_build(root, out, "--splits", "train,query")[1:])
+    assert result.exit_code == 0, result.output
+    entry = json.loads((out / "manifest.json").read_text())["builds"]["demo"]
+    reason = f"no target outfit: the training pool holds no outfit but its own ({outfit})"
+    assert entry["skipped"] == [{"path": p, "reason": reason, "stage": "plan"} for p in kept]
+    assert entry["outfits"] == 1 and entry["totals"]["samples"] == 3 * len(queries)
+    assert {m["target_clothes_id"] for m in sample_metas(out, entry)} == {outfit}
+    assert "skipped source items: 4 (4 no target outfit)" in (out / "README.md").read_text()
+
+
+def test_a_build_without_samples_exits_2_and_writes_no_entry(tiny_demo, tmp_path):
+    """Every source skipped at plan: one line, exit 2, no `complete: true`; what was there (another dataset's entry)
+    and what was made (the work/ caches) stay."""
+    root, outfit, kept = one_outfit_pool(tiny_demo, tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    other = json.dumps({"format": "dlcr-data/build/1", "builds": {"ltcc": {"complete": True, "shards": []}}})
+    (out / "manifest.json").write_text(other)
+    result = CliRunner().invoke(app, cli_build(root, out)[1:])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        "error: demo: the build produced no samples, so no manifest entry was written; 4 skipped at plan, e.g. "
+        f"no target outfit: the training pool holds no outfit but its own ({outfit})"
+    )
+    assert (out / "manifest.json").read_text() == other
+    masks = sorted(p.name for p in (out / "work" / "demo" / "masks").glob("*.png"))
+    assert masks == sorted(p.replace("/", "_") for p in kept)  # named by record key
+
+
+def test_sources_all_skipped_at_generation_give_no_entry(tiny_demo, tmp_path):
+    """Every query mask blank: the shards are written (0 samples, kept), the build fails with the reason."""
+    root = Path(shutil.copytree(tiny_demo, tmp_path / "blank"))
+    for s in shots(TINY, "query"):
+        mask = root / "masks" / "query" / s.name
+        Image.fromarray(np.zeros_like(np.array(Image.open(mask)))).save(mask)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=r"no samples.*; 12 skipped at generate, e.g. empty mask: no clothing found$"):
+        build(BuildOptions("demo", out, root=str(root), variants=2, splits=("query",)))
+    assert not (out / "manifest.json").exists()
+    assert [p.name for p in (out / "demo").glob("*.tar")] == ["query-00000.tar"]
+
+
+# -- progress bars advance as work completes ---------------------------------------------------------------------
+def test_every_stage_advances_after_its_work(tiny_demo, tmp_path, monkeypatch):
+    """At each advance, the items it counts are done: their garment maps and outfit texts are cached on disk, their
+    variants generated."""
+    from dlcr_data.build.generate.recolor import RecolorGenerator
+
+    out = tmp_path / "out"
+    work = out / "work" / "demo"
+    generated: list[int] = []
+    generate = RecolorGenerator.generate
+
+    def counting(self, batch):
+        images = generate(self, batch)
+        generated.append(len(images))
+        return images
+
+    monkeypatch.setattr(RecolorGenerator, "generate", counting)
+    done = {
+        "parse": lambda: len(list((work / "masks").glob("*.png"))),
+        "describe": lambda: len(list((work / "outfits").glob("*.json"))),
+        "generate": lambda: sum(generated),
+    }
+    seen: dict[str, list[tuple[int, int]]] = {}  # stage -> (items done, items advanced) at each advance
+
+    class Recording(Reporter):
+        def stage(self, name: str, total: int):
+            advanced = [0]
+
+            def advance(n: int) -> None:
+                advanced[0] += n
+                seen.setdefault(name, []).append((done[name](), advanced[0]))
+
+            return advance
+
+    build(BuildOptions("demo", out, root=str(tiny_demo), variants=2, limit=10, batch_size=4), Recording())
+    assert seen["parse"] == [(4, 4), (8, 8), (10, 10)]  # 10 sources, batches of 4
+    outfits = len({s.clothes_id for s in shots(TINY, "train")})  # every training outfit, one at a time
+    assert outfits == 6 and seen["describe"] == [(n, n) for n in range(1, outfits + 1)]
+    assert seen["generate"] == [(4, 4), (8, 8), (12, 12), (16, 16), (20, 20)]  # 20 variants, batches of 4

@@ -8,6 +8,7 @@ real check, not a vacuous one.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 from fixtures import WRITERS, DatasetFixture
 from PIL import Image
-from tiny_models import save_tiny_segformer, save_tiny_segformer_halves
+from tiny_models import as_hf_download, save_tiny_segformer, save_tiny_segformer_halves
 from typer.testing import CliRunner
 
 from dlcr_data import loaders
@@ -59,6 +60,16 @@ def read_shard(path: Path) -> dict[str, dict[str, bytes]]:
             key, ext = member.name.split(".", 1)
             samples[key][ext] = tar.extractfile(member).read()
     return dict(samples)
+
+
+def weights_hash_here(folder: Path) -> str:
+    """A local model folder's weights hash, computed here independently of `dlcr_data.pretrained`: SHA-256 of the
+    `sha256sum` listing of its weight files (sorted by relative path, hidden folders left out), 16 hex digits."""
+    suffixes = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx")
+    relpaths = (p.relative_to(folder) for p in Path(folder).rglob("*") if p.is_file() and p.suffix in suffixes)
+    files = sorted(rel.as_posix() for rel in relpaths if not any(part.startswith(".") for part in rel.parts))
+    listing = "".join(f"{hashlib.sha256((folder / rel).read_bytes()).hexdigest()}  {rel}\n" for rel in files)
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 
 # -- fixtures ---------------------------------------------------------------------------------------------------
@@ -125,7 +136,7 @@ def test_every_sample_has_image_mask_and_json_with_the_same_fields(built, source
         assert set(members) == {"png", "mask.png", "json"}, key
         meta = json.loads(members["json"])
         assert sorted(meta) == sorted(SAMPLE_FIELDS)  # the same field set in every sample
-        assert (meta["generator"], meta["model"]) == ("diffusion", str(tiny_sd))
+        assert (meta["generator"], meta["model"]) == ("diffusion", f"local:{weights_hash_here(tiny_sd)}")
         record, pixels = sources[meta["source_key"]]
         assert (meta["dataset"], meta["split"]) == ("ltcc", "train")
         assert (meta["pid"], meta["camid"]) == (record.pid, record.camid)
@@ -161,17 +172,24 @@ def test_outfits_jsonl_records_the_vlm_and_llm(built, tiny_llava, tiny_llm):
 
 
 # -- empty masks and bad models ---------------------------------------------------------------------------------
-def test_sources_without_clothing_are_skipped_and_the_build_finishes(ltcc, sources, tiny_sd, tmp_path):
+def test_sources_without_clothing_are_skipped_and_the_build_fails_with_the_reason(ltcc, sources, tiny_sd, tmp_path):
     background = save_tiny_segformer(tmp_path / "segformer-background", winner="Background")
     out = tmp_path / "out"
     # The colour describer keeps this test fast: the masks matter here, not the captions.
     result = invoke(*build_args(ltcc.root, out, background, tiny_sd, "--describer", "color"))
-    assert result.exit_code == 0, result.output
-    entry = json.loads((out / "manifest.json").read_text())["builds"]["ltcc"]
-    assert sorted(s["path"] for s in entry["skipped"]) == sorted(r.path for r, _ in sources.values())
-    assert {(s["reason"], s["stage"]) for s in entry["skipped"]} == {(EMPTY_MASK, "generate")}
-    assert entry["complete"] and entry["totals"]["samples"] == 0
-    for shard in entry["shards"]:  # written and listed, just empty
+    # no sample at all: exit 2 with the reason on one line, and no manifest entry (issue 12)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]  # besides diffusers' bar
+    assert "Traceback" not in result.stderr and errors == [
+        f"error: ltcc: the build produced no samples, so no manifest entry was written; {len(sources)} skipped at "
+        f"generate, e.g. {EMPTY_MASK}"
+    ]
+    assert not (out / "manifest.json").exists()
+    records = [json.loads(p.read_text()) for p in sorted((out / "work" / "ltcc" / "shards").glob("*.json"))]
+    skipped = [s for r in records for s in r["skipped"]]
+    assert sorted(s["path"] for s in skipped) == sorted(r.path for r, _ in sources.values())
+    assert {s["reason"] for s in skipped} == {EMPTY_MASK}
+    for shard in records:  # written and kept, just empty
         assert sha256_file(out / shard["path"]) == shard["sha256"] and shard["samples"] == 0
 
 
@@ -196,15 +214,16 @@ def test_bad_model_id_fails_before_any_work(ltcc, tiny_segformer, tiny_llava, ti
 def test_manifest_records_model_ids_and_revisions(built, halves_segformer, tiny_llava, tiny_llm, tiny_sd):
     _, out = built
     models = json.loads((out / "manifest.json").read_text())["builds"]["ltcc"]["models"]
+    local = {"id": None, "revision": None, "local": True}  # local folders: no Hub id, no download metadata
     assert models == {
-        "parser-model": {"id": str(halves_segformer), "revision": "local folder"},
-        "vlm-model": {"id": str(tiny_llava), "revision": "local folder"},
-        "llm-model": {"id": str(tiny_llm), "revision": "local folder"},
-        "model": {"id": str(tiny_sd), "revision": "local folder"},
+        "parser-model": local | {"weights": weights_hash_here(halves_segformer)},
+        "vlm-model": local | {"weights": weights_hash_here(tiny_llava)},
+        "llm-model": local | {"weights": weights_hash_here(tiny_llm)},
+        "model": local | {"weights": weights_hash_here(tiny_sd)},
     }
 
 
-def test_two_datasets_share_one_out_folder_and_repo(built, demo_root_for, tmp_path):
+def test_two_datasets_share_one_out_folder_and_repo(built, demo_root_for, tiny_sd, tmp_path):
     """A demo build added to the LTCC build's folder: one manifest, one card, two configs, both load."""
     from dlcr_data import hub
     from dlcr_data.build import BuildOptions, build
@@ -217,4 +236,54 @@ def test_two_datasets_share_one_out_folder_and_repo(built, demo_root_for, tmp_pa
     assert set(result.counts) == {"demo", "ltcc"} and all(n > 0 for c in result.counts.values() for n in c.values())
     card = (result.staged / "README.md").read_text()
     assert "config_name: demo" in card and "config_name: ltcc" in card
-    assert "(local folder)" in card and "licence-gated source datasets (ltcc)" in card
+    assert f"local folder, weights `{weights_hash_here(tiny_sd)}`" in card
+    assert "licence-gated source datasets (ltcc)" in card
+
+
+# -- provenance: local model folders are published by their weights hash, never by path -------------------------
+def test_local_model_folders_are_published_by_weights_hash_and_download_commit(
+    tiny_demo, tiny_sd, tiny_clip, tmp_path, tmp_path_factory
+):
+    """SD from a folder laid out as `hf download --local-dir` leaves it, CLIP body shape and a re-ID gate from plain
+    local folders: the card, the manifest and every sample name them by weights hash (and the download's commit),
+    and no absolute path is published anywhere."""
+    from dlcr_data.build import BuildOptions, build
+    from dlcr_data.manifest import source_root
+    from dlcr_data.reid.checkpoints import save_checkpoint
+    from dlcr_data.reid.model import ReIDConfig, ReIDModel
+
+    commit = "3f2a" * 10
+    sd = as_hf_download(Path(shutil.copytree(tiny_sd, tmp_path / "sd-inpainting")), commit)
+    config = ReIDConfig(scratch="resnet-tiny", num_classes=6, image_size=(64, 32))
+    gate = save_checkpoint(tmp_path / "gate", ReIDModel(config), config, epoch=1)
+    out = tmp_path / "out"
+    options = {"generator": "diffusion", "model": str(sd), "steps": 1, "resolution": SIZE, "variants": 1}
+    options |= {"body_shape": str(tiny_clip), "identity_gate": str(gate), "gate_threshold": -1.0}
+    entry = build(BuildOptions("demo", out, root=str(tiny_demo), **options))
+    sd_hash, clip_hash, gate_hash = (weights_hash_here(f) for f in (sd, tiny_clip, gate))
+
+    published = {"README.md": (out / "README.md").read_text(), "manifest.json": (out / "manifest.json").read_text()}
+    metas = [json.loads(m["json"]) for tar in sorted((out / "demo").glob("*.tar")) for m in read_shard(tar).values()]
+    assert metas and entry["totals"]["samples"] == len(metas)
+    published |= {f"sample {m['source_key']}": json.dumps(m) for m in metas}
+    for where, text in published.items():  # no path of this session: not the models', the source's or the out's
+        assert str(tmp_path_factory.getbasetemp()) not in text, where
+
+    for m in metas:
+        assert (m["model"], m["gate_model"]) == (f"local:{sd_hash}", f"local:{gate_hash}")
+        assert m["body_shape_method"] == f"clip:local:{clip_hash}"
+    entry = json.loads(published["manifest.json"])["builds"]["demo"]
+    assert entry["models"] == {
+        "model": {"id": None, "revision": commit, "weights": sd_hash, "local": True},
+        "body-shape": {"id": None, "revision": None, "weights": clip_hash, "local": True},
+        "identity-gate": {"id": None, "revision": None, "weights": gate_hash, "local": True},
+    }
+    assert "root" not in entry["config"] and "source_root" not in entry
+    assert (entry["config"]["model"], entry["config"]["identity_gate"]) == (f"local:{sd_hash}", f"local:{gate_hash}")
+    assert entry["gate"]["model"] == f"local:{gate_hash}" and entry["body_shape"]["method"] == f"clip:local:{clip_hash}"
+    assert source_root(out, "demo", entry) == str(tiny_demo)  # kept locally, for the preview and --include-source
+
+    card = published["README.md"]
+    assert f"local folder, weights `{sd_hash}`, Hub commit `{commit}` (repo id not recorded)" in card
+    assert f"local folder, weights `{gate_hash}`" in card
+    assert "can be\nregenerated only with weights of the same hash" in card

@@ -19,6 +19,8 @@ from dlcr_data.build import BuildOptions, build
 from dlcr_data.build.shards import SAMPLE_FIELDS
 from dlcr_data.cli import app
 from dlcr_data.demo import DemoConfig
+from dlcr_data.errors import UserError
+from dlcr_data.pretrained import weights_hash
 from dlcr_data.vocab.body_shapes import BODY_SHAPE_WORDS, VOCABULARY
 
 TINY = DemoConfig(seed=5, num_ids=8, images_per_camera=2)
@@ -118,7 +120,8 @@ def test_body_shape_with_clip(demo_root, tmp_path, tiny_clip):
     assert all(m["body_shape_method"].startswith("clip") for m in metas)
     assert all(len(m["body_shape_scores"]) == len(BODY_SHAPE_WORDS) for m in metas)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["builds"]["demo"]["models"]["body-shape"]["revision"] == "local folder"
+    local = {"id": None, "revision": None, "weights": weights_hash(tiny_clip), "local": True}  # never its path
+    assert manifest["builds"]["demo"]["models"]["body-shape"] == local
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +139,8 @@ def test_identity_gate_lists_rejections_and_scores_kept_samples(demo_root, tmp_p
     lenient = quick(demo_root, tmp_path / "lenient", identity_gate=str(gate_checkpoint), gate_threshold=-1.0)
     metas = [s["meta"] for s in samples(tmp_path / "lenient")]
     assert len(metas) == lenient["gate"]["kept"] > 0
-    assert all(isinstance(m["gate_score"], float) and m["gate_model"] == str(gate_checkpoint) for m in metas)
+    published = f"local:{weights_hash(gate_checkpoint)}"  # a local checkpoint: by its weights hash, not its path
+    assert all(isinstance(m["gate_score"], float) and m["gate_model"] == published for m in metas)
     assert all(not r["rank1"] for r in lenient["gate"]["rejections"])  # threshold -1: only rank-1 can fail
 
     threshold = float(np.median([m["gate_score"] for m in metas]))
@@ -168,6 +172,11 @@ def test_a_donor_variant_identical_to_its_source_is_skipped_and_listed(demo_root
     from dlcr_data.build.generate.clone import CloneGenerator
 
     monkeypatch.setattr(CloneGenerator, "generate", lambda self, batch: [r.image.copy() for r in batch])
-    entry = quick(demo_root, tmp_path / "copies", variants=1, generator="clone")
-    unchanged = [s for s in entry["skipped"] if "unchanged variant" in s["reason"]]
-    assert entry["totals"]["samples"] == 0 and len(unchanged) > 0
+    out = tmp_path / "copies"
+    message = r"no samples, so no manifest entry .*skipped at generate, e\.g\. .*unchanged variant 0: donor shows no"
+    with pytest.raises(UserError, match=message):  # no variant left: no dataset (issue 12)
+        quick(demo_root, out, variants=1, generator="clone")
+    assert not (out / "manifest.json").exists()
+    records = [json.loads(p.read_text()) for p in (out / "work" / "demo" / "shards").glob("*.json")]
+    unchanged = [s for r in records for s in r["skipped"] if "unchanged variant" in s["reason"]]
+    assert records and sum(r["samples"] for r in records) == 0 and len(unchanged) > 0  # listed in the shard records

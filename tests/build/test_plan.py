@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from dlcr_data.build import plan
 from dlcr_data.build.outfit_clusters import OutfitClusters, cluster_outfits
-from dlcr_data.build.plan import SAMPLERS, derive_seed, plan_variants
+from dlcr_data.build.plan import SAMPLERS, derive_seed, no_target_reason, plan_variants
 from dlcr_data.errors import UserError
 from dlcr_data.records import Record
 
@@ -190,3 +193,47 @@ def test_unknown_sampler_and_bad_options_are_one_line_user_errors():
         sd_plan(records, outfits, clusters, 2, similar_fraction=1.5)
     with pytest.raises(ValueError, match="needs clusters"):
         plan_variants(records, outfits, 2, sampler="similarity-diversity")
+
+
+# -- sources without a possible target ---------------------------------------------------------------------------
+def test_a_source_whose_outfit_is_the_whole_pool_gets_no_variant_and_a_reason():
+    recs = [Record(f"train_{i}", f"train/{i}.png", 1, 0, "1_1", "train") for i in range(3)]
+    query = Record("query_0", "query/0.png", 2, 0, "2_1", "query")
+    one = {"1_1": "red top | black trousers | white shoes"}
+    assert plan_variants(recs, one, 4) == []  # DLCR draws *other* outfits: none exists
+    assert [v.target_clothes_id for v in plan_variants([query], one, 4)] == ["1_1"] * 4  # cycles the pool of 1
+    assert no_target_reason(recs[0], one) == "no target outfit: the training pool holds no outfit but its own (1_1)"
+    assert no_target_reason(recs[0], {}) == "no target outfit: the training pool is empty"
+    two = one | {"3_1": "blue top | grey trousers | black shoes"}
+    donors = {"1_1": recs}  # 3_1 has no donor image: a donor-based generator cannot target it
+    assert plan_variants(recs, two, 2, donors=donors) == []
+    assert no_target_reason(recs[0], two, donors) == (
+        "no target outfit: the training pool (outfits with a donor image) holds no outfit but its own (1_1)"
+    )
+
+
+def test_the_plan_stage_lists_sources_without_target_as_skipped(tmp_path):
+    """Outfits 1_1 (3 images) and 2_1 (1 image) in the pool: every source gets the other one. A pool of 1_1 alone
+    (e.g. 2_1's only image could not be parsed) leaves 1_1's sources with no target: listed, with the reason."""
+    recs = [Record(f"train_{i}", f"train/{i}.png", 1, 0, "1_1", "train") for i in range(3)]
+    other = Record("train_9", "train/9.png", 2, 0, "2_1", "train")
+    opts = SimpleNamespace(
+        variants=2, seed=0, negative_prompt="", prompt_template="{text}", sampler="random", similar_fraction=0.5
+    )
+    state = SimpleNamespace(wait_for_everyone=lambda: None)
+    ctx = SimpleNamespace(
+        opts=opts,
+        state=state,
+        backends=SimpleNamespace(generator=SimpleNamespace(needs_donor=False)),
+        skipped=[],
+        work=Path(tmp_path),
+        main=lambda: True,
+    )
+    texts = {"1_1": "a | b | c", "2_1": "d | e | f"}
+    planned = plan.run(ctx, [*recs, other], [*recs, other], texts)
+    assert len(planned) == 8 and ctx.skipped == []
+    planned = plan.run(ctx, [*recs, other], recs, {"1_1": "a | b | c"})
+    assert [v.source_key for v in planned] == ["train_9", "train_9"]
+    reason = "no target outfit: the training pool holds no outfit but its own (1_1)"
+    assert ctx.skipped == [{"path": r.path, "reason": reason, "stage": "plan"} for r in recs]
+    assert len((tmp_path / "plan.jsonl").read_text().splitlines()) == 2

@@ -192,6 +192,27 @@ def test_every_build_option_has_its_flag():
     assert {f.name for f in dataclasses.fields(BuildOptions)} == flags
 
 
+def test_build_label_map_overrides_the_parsers_classes_and_shows_them(tiny_demo, tmp_path):
+    label_map = tmp_path / "map.json"
+    label_map.write_text('{"arms": "upper"}')
+    args = ["build", "demo", "--root", tiny_demo, "--out", tmp_path / "out", "--variants", 1]
+    result = invoke(*args, "--label-map", label_map)
+    assert result.exit_code == 0, result.output
+    assert "parse: oracle labels -> garment classes" in result.output
+    assert re.search(r"upper \* +<- upper_clothes, arms\n", result.output)
+    entry = json.loads((tmp_path / "out" / "manifest.json").read_text())["builds"]["demo"]
+    assert (entry["label_map"]["arms"], entry["label_map"]["legs"]) == ("upper", "skin")
+    assert entry["config"]["label_map"] == '{"arms": "upper"}'  # the file's content, not its path
+
+    label_map.write_text('{"arms": "sleeve"}')
+    result = invoke(*args, "--label-map", label_map, "--overwrite")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: --label-map {label_map}: label 'arms' has unknown class 'sleeve'; choose from background, hair, "
+        "face, skin, upper, lower, dress, shoes, accessories, hat, or null"
+    )
+
+
 def test_train_passes_the_train_config_defaults(tmp_path, monkeypatch):
     from dlcr_data.reid.config import TrainConfig
 

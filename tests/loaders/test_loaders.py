@@ -15,7 +15,7 @@ from dlcr_data.loaders.base import Loaded
 from dlcr_data.loaders.ccvid import parse_camid, parse_line
 from dlcr_data.loaders.last import parse_name as last_parse_name
 from dlcr_data.loaders.prcc import parse_name as prcc_parse_name
-from dlcr_data.loaders.vcclothes import EVAL_PRESETS, apply_preset, filter_cameras
+from dlcr_data.loaders.vcclothes import EVAL_PRESETS, filter_cameras
 from dlcr_data.loaders.vcclothes import parse_name as vc_parse_name
 from dlcr_data.records import Record
 
@@ -216,15 +216,11 @@ def test_vcclothes_eval_presets(written):
     raw = {split: sorted({r.camid + 1 for r in recs}) for split, recs in loaded.items()}
     assert raw == {"train": [1, 2, 3], "query": [2, 3, 4], "gallery": [1, 2, 3, 4]}
     for preset, cams in (("sc", [2, 3]), ("cc", [3, 4])):
-        splits = apply_preset(loaded.splits, preset)
-        assert splits["train"] == loaded["train"]  # train is never filtered
-        for split in ("query", "gallery"):
-            assert sorted({r.camid + 1 for r in splits[split]}) == cams
-            assert splits[split] == [r for r in loaded[split] if r.camid + 1 in cams]
-    assert apply_preset(loaded.splits, "all") == loaded.splits
-    assert filter_cameras(loaded["gallery"], None) == loaded["gallery"]
-    with pytest.raises(KeyError):
-        apply_preset(loaded.splits, "nope")
+        for split in ("query", "gallery"):  # protocols filter query and gallery only (reid/protocols.py)
+            kept = filter_cameras(loaded[split], EVAL_PRESETS[preset])
+            assert sorted({r.camid + 1 for r in kept}) == cams
+            assert kept == [r for r in loaded[split] if r.camid + 1 in cams]
+    assert filter_cameras(loaded["gallery"], EVAL_PRESETS["all"]) == loaded["gallery"]
 
 
 # -- CCVID -------------------------------------------------------------------------------------------------

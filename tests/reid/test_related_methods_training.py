@@ -215,10 +215,11 @@ def test_distill_with_shape_ot_trains_saves_and_resumes(tiny_demo, tiny_clip, tm
         train(config(tiny_demo, out, epochs=3, distill=str(tiny_clip)))
 
 
-def test_plain_fingerprint_has_no_related_method_fields(tmp_path):
+def test_fingerprint_records_every_learning_option_and_no_runtime_one(tmp_path):
     plain = TrainConfig(out=str(tmp_path)).fingerprint()
-    assert "gen_label" not in plain and "distill" not in plain and "fine_grained_head" not in plain
+    assert (plain["gen_label"], plain["distill"], plain["fine_grained_head"]) == ("hard", None, False)
     assert TrainConfig(out=str(tmp_path), distill="x").fingerprint()["distill"] == "x"
+    assert "epochs" not in plain and "out" not in plain and "num_workers" not in plain  # a rerun may change these
 
 
 # -- CLI --------------------------------------------------------------------------------------------------------

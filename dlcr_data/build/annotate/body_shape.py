@@ -133,6 +133,17 @@ class BodyShapes:
         }
 
 
+def _score_batch(ctx: BuildContext, scorer: ShapeScorer, batch: list[Record]) -> list[tuple[str, list[float]]]:
+    """(key, scores rounded to 4 decimals) of the readable records of one batch."""
+    loaded = [(r, image) for r in batch if not isinstance(image := load_image(ctx.root, r), Skipped)]
+    if not loaded:  # unreadable now though they parsed: generation lists them as skipped
+        return []
+    chunk, images = [r for r, _ in loaded], [image for _, image in loaded]
+    maps = [load_garment_map(ctx.masks, r.key) for r in chunk]
+    rows = scorer.score(images, maps).tolist()
+    return [(r.key, [round(x, 4) for x in row]) for r, row in zip(chunk, rows, strict=True)]
+
+
 def run(ctx: BuildContext, records: list[Record]) -> BodyShapes:
     """Score every source image (split across processes); cached in `work/<dataset>/body_shape.json`."""
     from accelerate.utils import gather_object
@@ -147,14 +158,8 @@ def run(ctx: BuildContext, records: list[Record]) -> BodyShapes:
         with ctx.state.split_between_processes(records) as mine:
             for i in range(0, len(mine), opts.batch_size):
                 batch = mine[i : i + opts.batch_size]
-                advance(len(batch))
-                loaded = [(r, image) for r in batch if not isinstance(image := load_image(ctx.root, r), Skipped)]
-                if not loaded:  # unreadable now though they parsed: generation lists them as skipped
-                    continue
-                chunk, images = [r for r, _ in loaded], [image for _, image in loaded]
-                maps = [load_garment_map(ctx.masks, r.key) for r in chunk]
-                rows = scorer.score(images, maps).tolist()
-                mine_scores += [(r.key, [round(x, 4) for x in row]) for r, row in zip(chunk, rows, strict=True)]
+                mine_scores += _score_batch(ctx, scorer, batch)
+                advance(len(batch))  # after the work: the bar shows what is scored
         all_scores = dict(sorted(gather_object(mine_scores)))
         cached = {"method": scorer.method, "vocabulary": VOCABULARY, "scores": all_scores}
         del scorer

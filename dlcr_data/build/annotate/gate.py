@@ -24,7 +24,7 @@ safetensors + JSON only (no pickle).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +35,7 @@ from PIL import Image
 from dlcr_data.build.options import GATE_OPTION, checkpoint_folder
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import default_device, load_pretrained, pooled_features
+from dlcr_data.progress import quiet_library_warnings
 
 if TYPE_CHECKING:
     import torch
@@ -85,6 +86,7 @@ class BackboneEmbedder:
     kind = "transformers"
 
     def __init__(self, ref: str, device: str, batch_size: int) -> None:
+        quiet_library_warnings()
         import torch
         from transformers import AutoModel
 
@@ -218,11 +220,17 @@ class IdentityGate:
         """(N, D) L2-normalised, flip-averaged features (float32, CPU)."""
         return self.embedder(list(images))
 
-    def fit(self, images: Iterable[Image.Image | None], pids: Sequence[int]) -> None:
+    def fit(
+        self,
+        images: Iterable[Image.Image | None],
+        pids: Sequence[int],
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         """One prototype per identity from its real images; replaces any earlier prototypes.
 
         `images` may be lazy (a generator): it is decoded and embedded `batch_size` at a time, so a large dataset
-        never sits in memory. A None item (an unreadable image) is left out."""
+        never sits in memory. A None item (an unreadable image) is left out. `progress(n)` is called once a batch
+        of n images is embedded."""
         import torch
         import torch.nn.functional as F
 
@@ -237,10 +245,11 @@ class IdentityGate:
                 raise ValueError(f"fit got fewer images than its {len(pids)} pids")
             chunk = list(zip(batch, batch_pids, strict=True))
             kept = [(image, pid) for image, pid in chunk if image is not None]
-            if not kept:
-                continue
-            for feat, (_, pid) in zip(self.embed([image for image, _ in kept]), kept, strict=True):
-                sums[pid] = sums[pid] + feat if pid in sums else feat.clone()
+            if kept:
+                for feat, (_, pid) in zip(self.embed([image for image, _ in kept]), kept, strict=True):
+                    sums[pid] = sums[pid] + feat if pid in sums else feat.clone()
+            if progress:
+                progress(len(batch))
         if next(items, None) is not None:
             raise ValueError(f"fit got more images than its {len(pids)} pids")
         if not sums:

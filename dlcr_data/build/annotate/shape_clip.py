@@ -11,6 +11,7 @@ from PIL import Image
 from dlcr_data.build.backends import Backend
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import default_device, default_dtype, load_clip, load_pretrained, pooled_features
+from dlcr_data.progress import quiet_library_warnings
 from dlcr_data.vocab.body_shapes import BODY_SHAPE_WORDS, PROMPT_TEMPLATE, shape_text_embeddings, unit
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class ClipShapeScorer(Backend):
         revision: str | None = None,
         option: str = MODEL_OPTION,
     ) -> None:
+        quiet_library_warnings()
         from transformers import AutoProcessor
 
         if "{word}" not in template:

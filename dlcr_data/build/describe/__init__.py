@@ -100,7 +100,8 @@ def describe_outfits(
             progress(1)
 
     def run_chunk(chunk: list[OutfitImages | OutfitRef]) -> None:
-        loaded = [o.load() if isinstance(o, OutfitRef) else o for o in chunk]
+        pixels = getattr(describer, "reads_images", True)
+        loaded = [o.load(pixels) if isinstance(o, OutfitRef) else o for o in chunk]
         for text in describer.describe(loaded):
             if cache_dir is not None:
                 write_text_atomic(cache_path(cache_dir, text.clothes_id), text.to_json() + "\n")

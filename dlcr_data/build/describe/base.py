@@ -43,7 +43,10 @@ class OutfitRef:
     paths: tuple[Path, ...]
     load_map: Callable[[str], np.ndarray] = field(repr=False, compare=False)
 
-    def load(self) -> OutfitImages:
+    def load(self, pixels: bool = True) -> OutfitImages:
+        """Its images and garment maps; with `pixels=False`, neither (for a describer that does not read them)."""
+        if not pixels:
+            return OutfitImages(self.clothes_id, self.pid, list(self.keys), [], [])
         images = []
         for path in self.paths:
             with Image.open(path) as im:
@@ -87,6 +90,8 @@ class OutfitText:
 class Describer(Protocol):
     name: str
     models: dict[str, str]  # role -> model id, recorded in every OutfitText; {} when no model is involved
+    # True: reads each outfit's images and garment maps (so the training pool must be parsed); False: only its id
+    reads_images: bool
 
     def describe(self, outfits: list[OutfitImages]) -> list[OutfitText]: ...
 

@@ -26,6 +26,7 @@ class ColorDescriber(Backend):
     """
 
     name = "color"
+    reads_images = True
     max_pixels = 4096  # per region and image: a strided sample is enough for a median
 
     def __init__(self) -> None:

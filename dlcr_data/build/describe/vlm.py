@@ -26,6 +26,7 @@ from dlcr_data.build.describe.base import (
 from dlcr_data.build.describe.color import ColorDescriber
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import default_device, default_dtype, load_pretrained
+from dlcr_data.progress import quiet_library_warnings
 
 if TYPE_CHECKING:
     from dlcr_data.build.options import BuildOptions
@@ -60,6 +61,7 @@ class VLMDescriber(Backend):
     """
 
     name = "vlm"
+    reads_images = True  # and the garment maps, for the color fallback
     default_model = DEFAULT_VLM
     model_option = VLM_OPTION
     default_llm = DEFAULT_LLM  # the second model: the summarising LLM
@@ -77,6 +79,7 @@ class VLMDescriber(Backend):
         context_tokens: int | None = None,
         revision: str | None = None,
     ) -> None:
+        quiet_library_warnings()
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
         self.models = {"vlm": vlm, "llm": llm}

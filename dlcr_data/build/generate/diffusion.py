@@ -12,6 +12,7 @@ from dlcr_data.build.generate.base import GenerationRequest
 from dlcr_data.build.generate.composite import composite, from_model_size, to_model_size
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import default_device, default_dtype, load_pretrained
+from dlcr_data.progress import quiet_library_warnings
 
 if TYPE_CHECKING:
     from dlcr_data.build.options import BuildOptions
@@ -49,6 +50,7 @@ class DiffusionGenerator(Backend):
             raise UserError(f"--resolution {w}x{h}: width and height must be positive multiples of 8 (e.g. 256x768)")
         if steps < 1:
             raise UserError(f"--steps {steps}: need at least 1 inference step")
+        quiet_library_warnings()  # before diffusers imports transformers' image processors
         import torch
         from diffusers import AutoPipelineForInpainting
 

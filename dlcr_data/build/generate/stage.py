@@ -96,9 +96,8 @@ def _fit_gate(ctx: BuildContext, sources: list[Record]) -> IdentityGate:
         for r in sources:
             image = load_image(ctx.root, r)
             yield None if isinstance(image, Skipped) else image  # unreadable: no vote (generation lists it)
-            advance(1)
 
-    gate.fit(images(), [r.pid for r in sources])
+    gate.fit(images(), [r.pid for r in sources], progress=advance)  # advances once a batch is embedded
     ctx.reporter.done("gate prototypes")
     return gate
 

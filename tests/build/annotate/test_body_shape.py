@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from dlcr_data import loaders
-from dlcr_data.build import BuildOptions
+from dlcr_data.build import BuildOptions, build
 from dlcr_data.build.annotate.body_shape import (
     SHAPE_SCORERS,
     mean_known,
@@ -33,6 +33,7 @@ from dlcr_data.demo import DemoConfig
 from dlcr_data.demo.plan import Plan
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import ModelNotFound
+from dlcr_data.progress import Reporter
 from dlcr_data.vocab.body_shapes import BODY_SHAPE_WORDS, WORD_INDEX, shape_text_embeddings
 from dlcr_data.vocab.garments import CLASS_ID
 
@@ -314,3 +315,41 @@ def test_a_model_that_is_not_clip_is_refused(tmp_path):
     ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 8], depths=[1, 1])).save_pretrained(tmp_path)
     with pytest.raises(UserError, match="not CLIP"):
         ClipShapeScorer(str(tmp_path))
+
+
+# -- the stage's progress bar -------------------------------------------------------------------------------------
+class Recording(Reporter):
+    """Calls `on_advance(stage, n)` at each advance."""
+
+    def __init__(self, on_advance) -> None:
+        self.on_advance = on_advance
+
+    def stage(self, name: str, total: int):
+        return lambda n: self.on_advance(name, n)
+
+
+def test_the_body_shape_bar_advances_after_its_batch_is_scored(tiny_demo, tmp_path, monkeypatch):
+    """5 sources in batches of 2: at each advance the images it counts are already scored (it used to advance
+    first, so the bar ran a batch ahead of the work)."""
+    scored: list[int] = []
+    score = GeometricShapeScorer.score
+
+    def counting(self, images, garment_maps=None):
+        out = score(self, images, garment_maps)
+        scored.append(len(images))
+        return out
+
+    monkeypatch.setattr(GeometricShapeScorer, "score", counting)
+    advanced: list[int] = []
+    seen: list[tuple[int, int]] = []  # (images scored, images advanced) at each body-shape advance
+
+    def on_advance(stage: str, n: int) -> None:
+        if stage == "body shape":
+            advanced.append(n)
+            seen.append((sum(scored), sum(advanced)))
+
+    opts = BuildOptions(
+        "demo", tmp_path / "out", root=str(tiny_demo), variants=1, limit=5, batch_size=2, body_shape="geometry"
+    )
+    build(opts, Recording(on_advance))
+    assert seen == [(2, 2), (4, 4), (5, 5)]

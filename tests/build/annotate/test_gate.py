@@ -213,6 +213,17 @@ def test_scores_are_deterministic_and_batch_size_independent(checkpoint, demo):
         assert other == pytest.approx(runs[0], abs=1e-5)
 
 
+def test_fit_reports_progress_once_a_batch_is_embedded(checkpoint, demo):
+    """The build's "gate prototypes" bar: each advance counts images already embedded (32 images, batches of 10)."""
+    gate = make_gate(checkpoint, batch_size=10)
+    embedded: list[int] = []
+    embed = gate.embed
+    gate.embed = lambda images: (embedded.append(len(images)), embed(images))[1]
+    seen: list[tuple[int, int]] = []
+    gate.fit(demo["images"], demo["pids"], progress=lambda n: seen.append((sum(embedded), n)))
+    assert seen == [(10, 10), (20, 10), (30, 10), (32, 2)]
+
+
 def test_prototypes_do_not_depend_on_input_order(checkpoint, demo):
     a, b = make_gate(checkpoint), make_gate(checkpoint)
     a.fit(demo["images"], demo["pids"])
