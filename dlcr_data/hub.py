@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dlcr_data import loaders
 from dlcr_data.cards import CARD_FILE, PREVIEW_FILE, render_card
+from dlcr_data.cards.context import shard_metas
 from dlcr_data.errors import UserError
 from dlcr_data.manifest import (
     MANIFEST_FILE,
@@ -50,23 +51,39 @@ def _ignore(include_source: bool) -> list[str]:
 
 # -- source images (only on request) ----------------------------------------------------------------------------
 def write_source_shards(out: Path, shard_samples: int = 1000) -> list[Path]:
-    """`<dataset>-source/<split>-NNNNN.tar` with the original image bytes and record of every built source."""
+    """`<dataset>-source/<split>-NNNNN.tar` with the original image bytes and record of every source image the
+    dataset's shards hold variants of (their `source_key`s), in the loader's order.
+
+    Needs the originals: a build without a recorded source root (an `import-release` without --root) is refused
+    with a one-line error, before any source shard is written."""
     from dlcr_data.build.shards import ShardWriter
 
     out = Path(out)
-    written = []
+    chosen = []
     for name, entry in sorted(read_manifest(out)["builds"].items()):
-        loaded = loaders.load(name, source_root(out, name, entry))
-        limit = entry["config"]["limit"]
-        for split in entry["config"]["splits"]:
-            records = loaded[split] if limit is None else loaded[split][:limit]
-            for index, start in enumerate(range(0, len(records), shard_samples)):
+        root = source_root(out, name, entry)
+        if root is None:
+            raise UserError(
+                f"--include-source: no source root is recorded for {name} in {out / 'work' / name}; rerun its "
+                f"build (or import-release with --root) with the original images"
+            )
+        keys = {split: {m["source_key"] for m in metas} for split, metas in shard_metas(out, entry).items()}
+        loaded = loaders.load(name, root)
+        records = {split: [r for r in loaded[split] if r.key in wanted] for split, wanted in keys.items()}
+        lost = sorted(k for split, wanted in keys.items() for k in wanted - {r.key for r in records[split]})
+        if lost:
+            raise UserError(f"--include-source: {len(lost)} source images of {name} are not under {root}: {lost[0]}")
+        chosen.append((name, loaded.root, records))
+    written = []
+    for name, root, records in chosen:
+        for split, split_records in records.items():
+            for index, start in enumerate(range(0, len(split_records), shard_samples)):
                 relpath = f"{name}{SOURCE_SUFFIX}/{split}-{index:05d}.tar"
                 with ShardWriter(out, relpath, split) as writer:
-                    for r in records[start : start + shard_samples]:
+                    for r in split_records[start : start + shard_samples]:
                         ext = Path(r.image_path).suffix.lower().lstrip(".").replace("jpeg", "jpg")
                         meta = {k: v for k, v in r.to_dict().items() if k != "frames"}
-                        sample = {"__key__": r.key, ext: (loaded.root / r.image_path).read_bytes()}
+                        sample = {"__key__": r.key, ext: (root / r.image_path).read_bytes()}
                         writer.write(sample | {"json": json.dumps(meta, sort_keys=True).encode()})
                     written.append(out / writer.close().path)
     return written

@@ -12,7 +12,6 @@ included) stay under `OUT/work/<dataset>/` (`source_root`, `local_config`).
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 
 from dlcr_data import __version__
@@ -78,30 +77,6 @@ def samples_per_split(entry: dict) -> dict[str, int]:
     for shard in entry["shards"]:
         counts[shard["split"]] = counts.get(shard["split"], 0) + shard["samples"]
     return counts
-
-
-def rebuild_command(out: Path, dataset: str, config: dict, **changes) -> str:
-    """The `dlcr-data build` command line that rebuilds `dataset` into `out` from its recorded `config` (the entry's
-    `config`, `BuildOptions.fingerprint()`) with `changes` applied, e.g. `splits=["train", "query"]`.
-
-    Every recorded option becomes a flag (`--option-name value`): lists comma-joined, a list of numbers as `WxH`
-    (`--resolution`), True as a bare flag; None and False are left out (their CLI defaults). `--overwrite` is
-    added: the options differ from the recorded ones, and a build made with other options is only replaced on
-    request."""
-    options = {**config, **changes}
-    words = ["dlcr-data", "build", dataset, "--out", str(out)]
-    for key, value in options.items():
-        if key == "dataset" or value is None or value is False:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            words.append(flag)
-        elif isinstance(value, list | tuple):
-            numbers = all(isinstance(v, int | float) for v in value)
-            words += [flag, ("x" if numbers else ",").join(str(v) for v in value)]
-        else:
-            words += [flag, str(value)]
-    return shlex.join([*words, "--overwrite"])
 
 
 def write_entry(out: Path, dataset: str, entry: dict) -> None:

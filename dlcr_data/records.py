@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Annotated, get_type_hints
 
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
@@ -43,6 +44,15 @@ class Skipped:
 
     path: str
     reason: str
+
+
+def unreadable(what: str, path: Path, err: Exception) -> str:
+    """One-line skip reason for a file PIL could not read. The message names the file by its name only: reasons are
+    published in the manifest, and PIL's text would carry the local absolute path."""
+    message = str(err).splitlines()[0] if str(err) else ""
+    for local in {str(path), str(Path(path).resolve())}:
+        message = message.replace(local, Path(path).name)
+    return f"unreadable {what}: {type(err).__name__}" + (f": {message}" if message else "")
 
 
 def make_key(*parts: object) -> str:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import tarfile
 from pathlib import Path
 from unittest import mock
 
 import datasets
+import numpy as np
 import pytest
 import webdataset as wds
+from fixtures import IMAGE_SIZE, write_ltcc
 from huggingface_hub import HfApi
 from PIL import Image
 from typer.testing import CliRunner
 
-from dlcr_data import hub, load_expanded
+from dlcr_data import hub, load_expanded, loaders
+from dlcr_data.build import BuildOptions, build
+from dlcr_data.build.release import ReleaseOptions, import_release
 from dlcr_data.cli import app
 from dlcr_data.errors import UserError
 from dlcr_data.records import SAMPLE_SCHEMA
@@ -110,6 +115,65 @@ def test_include_source_uploads_originals_as_their_own_config(out, online, tmp_p
     assert any(f.startswith("demo-source/train-") for f in result.files)
     ds = datasets.load_dataset(str(out), "demo_source", split="train")
     assert ds.num_rows == len({m for m in load_expanded(out, "demo").index})  # every built source image
+
+
+def source_shard_keys(folder: Path) -> dict[str, list[str]]:
+    """Per split, the record keys the source shards in `folder` hold, in order."""
+    keys: dict[str, list[str]] = {}
+    for path in sorted(folder.glob("*.tar")):
+        with tarfile.open(path) as tar:
+            metas = [json.load(tar.extractfile(m)) for m in tar if m.name.endswith(".json")]
+        keys.setdefault(path.name.split("-")[0], []).extend(m["key"] for m in metas)
+    return keys
+
+
+def test_source_shards_of_a_build_hold_the_sources_of_its_variants(tiny_demo, tmp_path):
+    """The sources the shards hold variants of: the first --limit records per split, less one skipped (no mask)."""
+    root = Path(shutil.copytree(tiny_demo, tmp_path / "raw"))
+    spec = loaders.get("demo")
+    loaded = spec.load(root)
+    blank = spec.mask_path(loaded.root, loaded["train"][1])
+    Image.fromarray(np.zeros_like(np.asarray(Image.open(blank)))).save(blank)  # no clothing: no variant
+    out = tmp_path / "out"
+    build(BuildOptions("demo", out, root=str(root), variants=2, limit=4, splits=("train", "query")))
+    hub.write_source_shards(out, shard_samples=2)
+    expected = {
+        "train": [r.key for i, r in enumerate(loaded["train"][:4]) if i != 1],
+        "query": [r.key for r in loaded["query"][:4]],
+    }
+    assert source_shard_keys(out / "demo-source") == expected
+
+
+def _ltcc_release(folder: Path, records: list) -> Path:
+    """A release of 2-variant strips (`X.png` + `X.txt`) for `records`."""
+    strips = folder / "LTCC_ReID" / "train"
+    strips.mkdir(parents=True)
+    width, height = IMAGE_SIZE
+    for r in records:
+        Image.new("RGB", (2 * width, height), (90, 30, 200)).save(strips / Path(r.path).name)
+        (strips / Path(r.path).with_suffix(".txt").name).write_text("Red shirt| Blue jeans| Black shoes\n" * 2)
+    return folder
+
+
+def test_source_shards_of_an_imported_release_hold_its_originals(tmp_path):
+    """The originals of the imported strips (not the first N training images: a release's limit counts strips); no
+    recorded source root (imported without --root): a one-line error, nothing written."""
+    raw = write_ltcc(tmp_path / "raw")
+    records = loaders.load("ltcc", raw.root)["train"]
+    release = _ltcc_release(tmp_path / "release", [records[1], records[3]])
+    out = tmp_path / "out"
+    import_release(ReleaseOptions("ltcc", release, out, root=str(raw.root), variants=2))
+    [path] = hub.write_source_shards(out)
+    assert source_shard_keys(out / "ltcc-source") == {"train": [records[1].key, records[3].key]}
+    with tarfile.open(path) as tar:
+        first = tar.extractfile(f"{records[1].key}.png").read()
+    assert first == (raw.root / records[1].path).read_bytes()
+
+    bare = tmp_path / "bare"
+    import_release(ReleaseOptions("ltcc", release, bare, variants=2))
+    with pytest.raises(UserError, match="no source root is recorded for ltcc") as err:
+        hub.write_source_shards(bare)
+    assert "\n" not in str(err.value) and not (bare / "ltcc-source").exists()
 
 
 def test_cli_include_source_prints_a_licence_warning(out, tmp_path):

@@ -2,7 +2,8 @@
 the out folder.
 
 `BuildContext.start` loads the source dataset; `claim_out_folder` makes the out folder this build's (a rerun
-with the same options continues, other options need `--overwrite`).
+with the same options continues, other options need `--overwrite`). `OutFolder` is that out-folder handling on its
+own: `import-release` uses it directly.
 """
 
 from __future__ import annotations
@@ -20,6 +21,54 @@ from dlcr_data.files import remove_stale_temps, write_json_atomic
 from dlcr_data.manifest import drop_entry, read_json
 from dlcr_data.progress import Reporter, process_state
 from dlcr_data.records import Record
+
+
+@dataclass(frozen=True)
+class OutFolder:
+    """One dataset's part of an out folder: its shards in `OUT/<dataset>/`, its caches in `OUT/work/<dataset>/`
+    (what makes a rerun resume), and the process state that decides who writes what."""
+
+    out: Path
+    dataset: str
+    state: object  # accelerate.PartialState
+
+    @property
+    def work(self) -> Path:
+        return self.out / "work" / self.dataset
+
+    @property
+    def shards(self) -> Path:
+        return self.out / self.dataset
+
+    def main(self) -> bool:
+        return self.state.is_main_process
+
+    def claim(self, fingerprint: dict, overwrite: bool) -> None:
+        """A rerun must use the same options (it continues); other options need --overwrite (it starts over).
+        `fingerprint`: what determines the output bytes, recorded in `work/config.json`."""
+        config_path = self.work / "config.json"
+        previous = read_json(config_path)  # read by every process before anyone writes
+        if previous is not None and previous != fingerprint and not overwrite:
+            changed = sorted(k for k in fingerprint.keys() | previous.keys() if fingerprint.get(k) != previous.get(k))
+            raise UserError(
+                f"{self.out} holds a {self.dataset} build made with other options ({', '.join(changed)}); "
+                f"rerun with the same options to continue it, pass --overwrite to replace it, or use another --out"
+            )
+        self.state.wait_for_everyone()
+        if self.main():
+            if overwrite and previous is not None and previous != fingerprint:
+                shutil.rmtree(self.work, ignore_errors=True)
+                shutil.rmtree(self.shards, ignore_errors=True)
+                drop_entry(self.out, self.dataset)
+            write_json_atomic(config_path, fingerprint)
+            for folder in (self.work, self.shards):  # partial files of a killed run: redone
+                remove_stale_temps(folder)
+        self.state.wait_for_everyone()
+
+    def remove_own_temps(self) -> None:
+        """Ctrl-C can land between opening a temp file and its `with`: sweep this process's temp files."""
+        for folder in (self.work, self.shards):
+            remove_stale_temps(folder, os.getpid())
 
 
 @dataclass(frozen=True)
@@ -64,9 +113,13 @@ class BuildContext:
         return Path(self.opts.out)
 
     @property
+    def folder(self) -> OutFolder:
+        return OutFolder(self.out, self.opts.dataset, self.state)
+
+    @property
     def work(self) -> Path:
         """`OUT/work/<dataset>/`: the stages' caches (what makes a rerun resume)."""
-        return self.out / "work" / self.opts.dataset
+        return self.folder.work
 
     @property
     def masks(self) -> Path:
@@ -100,30 +153,10 @@ class BuildContext:
     # -- the out folder ------------------------------------------------------------------------------------
     def claim_out_folder(self) -> None:
         """A rerun must use the same options (it continues); other options need --overwrite (it starts over)."""
-        config_path = self.work / "config.json"
-        wanted = self.opts.fingerprint()
-        previous = read_json(config_path)  # read by every process before anyone writes
-        if previous is not None and previous != wanted and not self.opts.overwrite:
-            changed = sorted(k for k in wanted.keys() | previous.keys() if wanted.get(k) != previous.get(k))
-            raise UserError(
-                f"{self.out} holds a {self.opts.dataset} build made with other options ({', '.join(changed)}); "
-                f"rerun with the same options to continue it, pass --overwrite to replace it, or use another --out"
-            )
-        self.state.wait_for_everyone()
-        if self.main():
-            if self.opts.overwrite and previous is not None and previous != wanted:
-                shutil.rmtree(self.work, ignore_errors=True)
-                shutil.rmtree(self.out / self.opts.dataset, ignore_errors=True)
-                drop_entry(self.out, self.opts.dataset)
-            write_json_atomic(config_path, wanted)
-            for folder in (self.work, self.out / self.opts.dataset):  # partial files of a killed run: redone
-                remove_stale_temps(folder)
-        self.state.wait_for_everyone()
+        self.folder.claim(self.opts.fingerprint(), self.opts.overwrite)
 
     def remove_own_temps(self) -> None:
-        """Ctrl-C can land between opening a temp file and its `with`: sweep this process's temp files."""
-        for folder in (self.work, self.out / self.opts.dataset):
-            remove_stale_temps(folder, os.getpid())
+        self.folder.remove_own_temps()
 
 
 def limited(records: list[Record], limit: int | None) -> list[Record]:

@@ -17,6 +17,7 @@ from dlcr_data.vocab.garments import DEFAULT_MASK_CLASSES, check_classes, read_l
 
 DEFAULT_PROMPT_TEMPLATE = "a person wearing {top}, {bottom} and {shoes}"
 SAMPLERS = ("random", "similarity-diversity")  # DLCR's random draw | ClonedPerson's clusters
+IMAGE_FORMATS = ("png", "jpg")  # a sample's image member (`shards.encode_image`), for builds and imports alike
 DEFAULT_SIMILAR_FRACTION = 0.5
 GATE_OPTION = "--identity-gate"
 # Options that do not change a single output byte, so a rerun may change them.
@@ -82,10 +83,10 @@ class BuildOptions:
             mask_classes=check_classes(self.mask_classes),
             label_map=None if self.label_map is None else json.dumps(read_label_map(self.label_map), sort_keys=True),
         )
-        if opts.variants < 1 or opts.shard_samples < 1 or opts.batch_size < 1:
-            raise UserError("--variants, --shard-samples and --batch-size must be at least 1")
-        if opts.image_format not in ("png", "jpg"):
-            raise UserError(f"--image-format must be png or jpg, not {opts.image_format!r}")
+        check_output_options(
+            opts.image_format,
+            {"--variants": opts.variants, "--shard-samples": opts.shard_samples, "--batch-size": opts.batch_size},
+        )
         if opts.sampler not in SAMPLERS:
             raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, not {opts.sampler!r}")
         if opts.identity_gate is not None:  # a training run stands for its newest checkpoint: pin which one
@@ -126,6 +127,16 @@ class BuildOptions:
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
+
+
+def check_output_options(image_format: str, counts: dict[str, int | None]) -> None:
+    """The checks every writer of shards shares (build and import-release): counts, by flag, of at least 1 (None:
+    not given) and an image format of `IMAGE_FORMATS`."""
+    if any(n is not None and n < 1 for n in counts.values()):
+        *first, last = counts
+        raise UserError(f"{', '.join(first)} and {last} must be at least 1" if first else f"{last} must be at least 1")
+    if image_format not in IMAGE_FORMATS:
+        raise UserError(f"--image-format must be {' or '.join(IMAGE_FORMATS)}, not {image_format!r}")
 
 
 def checkpoint_folder(ref: str) -> Path | None:

@@ -25,7 +25,7 @@ from dlcr_data.build.backends import Backend
 from dlcr_data.errors import UserError
 from dlcr_data.files import save_png_atomic, write_text_atomic
 from dlcr_data.pretrained import default_device, default_dtype, load_pretrained
-from dlcr_data.records import Record, Skipped
+from dlcr_data.records import Record, Skipped, unreadable
 from dlcr_data.vocab.garments import (
     CLASS_ID,
     DEFAULT_MASK_CLASSES,
@@ -204,9 +204,10 @@ class OracleParser(Backend):
                 with Image.open(path) as im:
                     labels = np.asarray(im)  # 8-bit label values, written as mode L
             except FileNotFoundError as err:
-                raise ItemError(record.path, f"no shipped mask at {path}") from err
+                shipped = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+                raise ItemError(record.path, f"no shipped mask at {shipped} (under the dataset root)") from err
             except Exception as err:  # PIL raises many types for broken files
-                raise ItemError(record.path, f"unreadable mask {path}: {type(err).__name__}: {err}") from err
+                raise ItemError(record.path, unreadable("mask", path, err)) from err
             if labels.shape != (image.height, image.width):
                 raise ItemError(record.path, f"mask size {labels.shape[::-1]} differs from image size {image.size}")
             maps.append(self.lut[labels])
@@ -257,7 +258,7 @@ def load_image(root: Path, record: Record) -> Image.Image | Skipped:
         with Image.open(root / record.image_path) as im:  # video: the tracklet's first frame
             return im.convert("RGB")
     except Exception as err:  # PIL raises many types for broken files
-        return Skipped(record.path, f"unreadable image: {type(err).__name__}: {err}".splitlines()[0])
+        return Skipped(record.path, unreadable("image", root / record.image_path, err))
 
 
 def _batches(records: list[Record], size: int) -> Iterator[list[Record]]:

@@ -6,23 +6,30 @@ shards, sample schema, manifest entry and card as a build: `generator` = "dlcr-r
 and target text, `source_key` = the key the dataset's loader gives the original image (so DLCR pairing by source
 works). The release ships no clothing masks, so samples have no `mask.png` member and the card declares none.
 
-Shards are the work units, as in the build: complete ones are kept (sha256-checked), the rest are split across
-processes with `PartialState`; their content is fixed by the sorted strip list, so the bytes are the same whatever
-the number of processes. The out folder is claimed and the manifest and card are written by the build's own code.
+Shards are the work units, as in the build (`shards.run_shards`): complete ones are kept (sha256-checked), the rest
+are split across processes with `PartialState`; their content is fixed by the sorted strip list, so the bytes are
+the same whatever the number of processes. The out folder is claimed (`context.OutFolder`) once the release is open
+and its strips found, so a wrong --release leaves nothing behind; the manifest entry and card are written by the
+build's own `finish` pieces.
+
+A release counts per strip where a build counts per source image, so its recorded options and entry say so:
+`variants_per_strip` and `strip_limit` (the `--variants` and `--limit` options), `outfit_texts` (distinct texts)
+and `release.strips_by_variant_count`.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from dlcr_data import loaders
-from dlcr_data.build.context import BuildContext
+from dlcr_data.build.context import OutFolder
+from dlcr_data.build.finish import publish, published_config, refuse_empty, shard_rows, totals
+from dlcr_data.build.options import check_output_options
 from dlcr_data.build.plan import PlannedVariant
 from dlcr_data.build.release_read import (
-    LAYOUTS,
     Originals,
     ReleaseFiles,
     Strip,
@@ -30,6 +37,7 @@ from dlcr_data.build.release_read import (
     find_dataset_folder,
     original_path,
     outfit_text,
+    release_layout,
     scan_strip,
     split_archive_command,
 )
@@ -38,14 +46,14 @@ from dlcr_data.build.shards import (
     ShardResult,
     ShardSpec,
     ShardWriter,
+    WriteShard,
     assign_shards,
     encode_image,
     encode_sample,
-    shard_on_disk_matches,
+    run_shards,
 )
 from dlcr_data.errors import UserError
 from dlcr_data.files import write_json_atomic
-from dlcr_data.manifest import read_json, record_source_root, write_entry
 from dlcr_data.progress import Reporter, process_state
 from dlcr_data.records import Skipped
 
@@ -53,6 +61,8 @@ GENERATOR = "dlcr-release"
 RELEASE_REPO = "ihaveamoose/DLCR"
 RELEASE_LICENCE = "not stated by the release; the source datasets' licences apply"
 _RUNTIME_ONLY = ("out", "overwrite")  # a rerun may change them: not a byte of output depends on them
+# Recorded under names that say what they count: a build's `variants` and `limit` count per source image.
+_RECORDED_AS = {"variants": "variants_per_strip", "limit": "strip_limit"}
 
 
 @dataclass(frozen=True)
@@ -76,16 +86,13 @@ class ReleaseOptions:
         spec = loaders.get(self.dataset)  # an unknown name: the one-line error listing the datasets
         opts = replace(self, dataset=spec.name, release=Path(self.release).expanduser())
         opts = replace(opts, root=str(opts.root) if opts.root is not None else None)
-        if LAYOUTS[spec.name].rule is None and opts.root is None:
+        if release_layout(spec.name).needs_root and opts.root is None:
             raise UserError(f"{spec.name}: the originals' labels do not follow from file names alone; pass --root")
         if opts.variants is None and opts.aspect is None and opts.root is None:
             raise UserError("how many variants a strip holds: pass --variants N, --aspect W/H or --root RAW")
-        if (opts.variants is not None and opts.variants < 1) or opts.shard_samples < 1:
-            raise UserError("--variants and --shard-samples must be at least 1")
+        check_output_options(opts.image_format, {"--variants": opts.variants, "--shard-samples": opts.shard_samples})
         if (opts.aspect is not None and opts.aspect <= 0) or not 0 < opts.aspect_tolerance < 1:
             raise UserError("--aspect must be positive and --aspect-tolerance in (0, 1)")
-        if opts.image_format not in ("png", "jpg"):
-            raise UserError(f"--image-format must be png or jpg, not {opts.image_format!r}")
         if not opts.release.exists():
             raise UserError(f"--release {opts.release} does not exist; {expected_tree(spec.name)}")
         return opts
@@ -95,14 +102,15 @@ class ReleaseOptions:
 
     def fingerprint(self) -> dict:
         """What determines the output bytes (compared on rerun, recorded in the manifest), with what every build
-        config states: the generator, the splits and that there are no masks (the card declares none)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in _RUNTIME_ONLY}
+        config states: the generator, the splits and that there are no masks (the card declares none). `variants`
+        and `limit` are recorded as `variants_per_strip` and `strip_limit`."""
+        d = {_RECORDED_AS.get(k, k): v for k, v in self.to_dict().items() if k not in _RUNTIME_ONLY}
         return {**d, "generator": GENERATOR, "splits": ["train"], "masks": False}
 
 
 def expected_tree(dataset: str) -> str:
     """The release tree `import-release` reads, on one line."""
-    spec, layout = loaders.get(dataset), LAYOUTS[dataset]
+    spec, layout = loaders.get(dataset), release_layout(dataset)
     return (
         f"expected DIR/[{spec.dirname}/]{layout.example}: one strip per training image (its variants side by side, "
         f"named X.png or X.jpg.png after the original X.jpg) and beside it X.txt, one 'top| bottom| shoes' line "
@@ -112,44 +120,58 @@ def expected_tree(dataset: str) -> str:
 
 def import_release(options: ReleaseOptions, reporter: Reporter | None = None) -> dict:
     """Import one dataset's strips from the release into `options.out`; returns its manifest entry."""
-    # 1. resolve the options, refuse a split archive, load the originals (--root), claim the out folder
+    # 1. resolve the options, refuse a split archive, load the originals (--root)
     opts = options.resolved()
     command = split_archive_command(opts.release)
     if command is not None and opts.release.is_file():
         raise UserError(f"{opts.release} is part of a split zip archive, which Python cannot read; run: {command}")
-    ctx = _context(opts, reporter or Reporter())
-    ctx.claim_out_folder()
+    ctx = _Import.start(opts, reporter or Reporter())
     files = ReleaseFiles(opts.release)
     try:
         # 2. find the strips: the dataset's training folders inside the release, sorted by path
         paths = _find_strips(opts, files)
-        # 3. scan: each strip's original, .txt and size (header only); bad strips are skipped with the reason
+        # 3. claim the out folder: only now, so a wrong --release (a one-line error above) leaves it unclaimed
+        ctx.folder.claim(opts.fingerprint(), opts.overwrite)
+        # 4. scan: each strip's original, .txt and size (header only); bad strips are skipped with the reason
         strips = _scan(ctx, files, paths)
-        # 4. plan: one sample per variant, cut into shards (all variants of an original stay in one shard)
+        # 5. plan: one sample per variant, cut into shards (all variants of an original stay in one shard)
         plan, where = _plan(strips)
         specs = assign_shards(plan, opts.shard_samples)
-        # 5. the shards: complete ones are kept, the rest are split across processes
-        results = _write_shards(ctx, files, specs, strips, where)
+        # 6. the shards: complete ones are kept, the rest are split across processes
+        results = run_shards(
+            ctx.folder, ctx.reporter, specs, "import", lambda: _shard_writer(ctx, files, strips, where)
+        )
     except BaseException:
-        ctx.remove_own_temps()
+        ctx.folder.remove_own_temps()  # harmless before the claim: only this process's temp files
         raise
     finally:
         files.close()
-    # 6. the manifest entry, then the card (or a one-line error when no sample was imported)
+    # 7. the manifest entry, then the card (or a one-line error when no sample was imported)
     return _finish(ctx, strips, plan, results)
 
 
-def _context(opts: ReleaseOptions, reporter: Reporter) -> BuildContext:
-    """The build's context, for its out-folder handling (claim, rerun checks, temp sweeps): it reads `dataset`,
-    `out`, `overwrite` and `fingerprint()` from the options. No backends; `loaded` is None without --root."""
-    spec = loaders.get(opts.dataset)
-    loaded = spec.load(opts.root) if opts.root is not None else None
-    return BuildContext(opts, process_state(), spec, loaded, None, reporter)  # type: ignore[arg-type]
+@dataclass
+class _Import:
+    """What the steps share (a build's `BuildContext`, for an import): the options, the dataset, the out folder, the
+    originals (None without --root), the reporter and what was skipped."""
+
+    opts: ReleaseOptions
+    spec: loaders.SourceDataset
+    folder: OutFolder
+    loaded: loaders.Loaded | None
+    reporter: Reporter
+    skipped: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, opts: ReleaseOptions, reporter: Reporter) -> _Import:
+        spec = loaders.get(opts.dataset)
+        loaded = spec.load(opts.root) if opts.root is not None else None
+        return cls(opts, spec, OutFolder(Path(opts.out), opts.dataset, process_state()), loaded, reporter)
 
 
 def _find_strips(opts: ReleaseOptions, files: ReleaseFiles) -> list[tuple[str, str]]:
     """(strip path in the release, original's path without extension) of every strip, sorted; `limit` applied."""
-    spec, layout = loaders.get(opts.dataset), LAYOUTS[opts.dataset]
+    spec, layout = loaders.get(opts.dataset), release_layout(opts.dataset)
     prefix = find_dataset_folder(files.names, layout, {spec.name, spec.dirname.lower()})
     if prefix is None:
         command = split_archive_command(opts.release)
@@ -165,11 +187,11 @@ def _find_strips(opts: ReleaseOptions, files: ReleaseFiles) -> list[tuple[str, s
     return [(p, original_path(p[len(prefix) :])) for p in paths]
 
 
-def _scan(ctx: BuildContext, files: ReleaseFiles, paths: list[tuple[str, str]]) -> list[Strip]:
+def _scan(ctx: _Import, files: ReleaseFiles, paths: list[tuple[str, str]]) -> list[Strip]:
     """The strips that pass every check, in path order; the others go to `ctx.skipped`. Every process scans (a
     header and a .txt per strip) and gets the same list."""
     opts = ctx.opts
-    originals, names = Originals(LAYOUTS[opts.dataset], ctx.loaded), set(files.names)
+    originals, names = Originals(ctx.spec, ctx.loaded), set(files.names)
     advance = ctx.reporter.stage("scan", len(paths))
     strips: list[Strip] = []
     first: dict[str, str] = {}  # original -> its first strip: `X.png` and `X.jpg.png` are the same original's
@@ -224,40 +246,27 @@ def _plan(strips: list[Strip]) -> tuple[list[PlannedVariant], dict[str, tuple[in
     return plan, where
 
 
-def _write_shards(
-    ctx: BuildContext,
-    files: ReleaseFiles,
-    specs: list[ShardSpec],
-    strips: list[Strip],
-    where: dict[str, tuple[int, int]],
-) -> list[ShardResult]:
-    """Complete shards are kept; the others are written by the processes, each shard by one."""
-    done = {spec.name for spec in specs if _completed(ctx, spec) is not None}
-    todo = [spec for spec in specs if spec.name not in done]
-    ctx.state.wait_for_everyone()  # every process decided `todo` before anyone writes a shard
-    advance = ctx.reporter.stage("import", sum(len(s.variants) for s in todo))
-    with ctx.state.split_between_processes(todo) as mine:
-        for spec in mine:
-            result = _write_shard(ctx, files, spec, strips, where)
-            write_json_atomic(_record_path(ctx, spec), result.to_dict())
-            advance(len(spec.variants))
-    ctx.reporter.done("import")
-    ctx.state.wait_for_everyone()
-    results = [_completed(ctx, spec, check_sha=False) for spec in specs]
-    missing = [spec.name for spec, r in zip(specs, results, strict=True) if r is None]
-    if missing:
-        raise RuntimeError(f"shards not written by any process: {missing}")
-    return results
+def _shard_writer(
+    ctx: _Import, files: ReleaseFiles, strips: list[Strip], where: dict[str, tuple[int, int]]
+) -> WriteShard:
+    """What writes one shard (`run_shards`), advancing the progress by its variants."""
+
+    def write(spec: ShardSpec, advance: Callable[[int], None]) -> ShardResult:
+        result = _write_shard(ctx, files, spec, strips, where)
+        advance(len(spec.variants))
+        return result
+
+    return write
 
 
 def _write_shard(
-    ctx: BuildContext, files: ReleaseFiles, spec: ShardSpec, strips: list[Strip], where: dict[str, tuple[int, int]]
+    ctx: _Import, files: ReleaseFiles, spec: ShardSpec, strips: list[Strip], where: dict[str, tuple[int, int]]
 ) -> ShardResult:
     """One shard: each strip decoded once and cut into its variants; a strip that does not decode is skipped."""
     opts = ctx.opts
     skipped: list[Skipped] = []
     current, images = -1, None
-    with ShardWriter(ctx.out, f"{opts.dataset}/{spec.name}", spec.split) as writer:
+    with ShardWriter(ctx.folder.out, f"{opts.dataset}/{spec.name}", spec.split) as writer:
         for variant in spec.variants:
             i, k = where[variant.key]
             strip = strips[i]
@@ -274,80 +283,49 @@ def _write_shard(
         return writer.close(skipped)
 
 
-def _decode(files: ReleaseFiles, strip: Strip):
+def _decode(files: ReleaseFiles, strip: Strip) -> list | str:
+    """The strip's variants, or the reason it is skipped (`ReleaseFiles.read` raises OSError for every read
+    failure: corrupt zip data included, named by its cause)."""
     try:
         data = files.read(strip.path)
     except OSError as err:
-        return f"image: unreadable strip ({type(err).__name__})"
+        return f"image: unreadable strip ({type(err.__cause__ or err).__name__})"
     return decode_strip(data, strip)
 
 
-def _record_path(ctx: BuildContext, spec: ShardSpec) -> Path:
-    return ctx.work / "shards" / f"{spec.name}.json"
-
-
-def _completed(ctx: BuildContext, spec: ShardSpec, check_sha: bool = True) -> ShardResult | None:
-    """The shard's record if its tar on disk is complete and matches it (the build's check)."""
-    data = read_json(_record_path(ctx, spec))
-    if data is None:
-        return None
-    result = ShardResult.from_dict(data)
-    return result if not check_sha or shard_on_disk_matches(ctx.out, result) else None
-
-
-def _finish(ctx: BuildContext, strips: list[Strip], plan: list[PlannedVariant], results: list[ShardResult]) -> dict:
+def _finish(ctx: _Import, strips: list[Strip], plan: list[PlannedVariant], results: list[ShardResult]) -> dict:
     """Main process: the manifest entry and the card. No sample at all: a one-line error, no entry, no shards."""
-    opts = ctx.opts
+    opts, folder = ctx.opts, ctx.folder
     skipped = ctx.skipped + [
         {"path": s.path, "reason": s.reason, "stage": "import"} for r in results for s in r.skipped
     ]
-    samples = sum(r.samples for r in results)
-    if ctx.main():
-        write_json_atomic(ctx.work / "skipped.json", skipped)
-    if samples == 0:
-        ctx.state.wait_for_everyone()
-        if ctx.main():  # nothing worth keeping: a fixed release starts over
-            shutil.rmtree(ctx.out / opts.dataset, ignore_errors=True)
-            shutil.rmtree(ctx.work / "shards", ignore_errors=True)
+    if folder.main():
+        write_json_atomic(folder.work / "skipped.json", skipped)
+    if sum(r.samples for r in results) == 0:
         first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
-        raise UserError(
+        raise refuse_empty(
+            folder,
+            results,
             f"no sample imported from {opts.release}: {len(skipped)} strips skipped{first} "
-            f"(all: {ctx.work / 'skipped.json'})"
+            f"(all: {folder.work / 'skipped.json'})",
         )
-    per_split: dict[str, dict] = {}
-    for r in results:
-        t = per_split.setdefault(r.split, {"shards": 0, "samples": 0, "bytes": 0})
-        t["shards"], t["samples"], t["bytes"] = t["shards"] + 1, t["samples"] + r.samples, t["bytes"] + r.bytes
     entry = {
         "complete": True,
-        # published: no local path (the originals' root stays in OUT/work/, the release folder by its name)
-        "config": {k: v for k, v in opts.fingerprint().items() if k != "root"} | {"release": opts.release.name},
+        "config": published_config(opts.fingerprint()),  # no local path: the release by its name, no root
         "models": {},
-        "outfits": len({v.target_text for v in plan}),
+        "outfit_texts": len({v.target_text for v in plan}),  # distinct texts (a build's `outfits`: outfits described)
         "release": {
             "repo": RELEASE_REPO,
             "url": f"https://huggingface.co/datasets/{RELEASE_REPO}",
             "licence": RELEASE_LICENCE,
             "strips": len(strips),
-            "variants_per_strip": {str(n): c for n, c in sorted(Counter(s.variants for s in strips).items())},
+            "strips_by_variant_count": {str(n): c for n, c in sorted(Counter(s.variants for s in strips).items())},
         },
-        "shards": [{k: v for k, v in r.to_dict().items() if k not in ("skipped", "rejected")} for r in results],
-        "totals": {
-            "shards": len(results),
-            "samples": samples,
-            "bytes": sum(r.bytes for r in results),
-            "splits": per_split,
-        },
+        "shards": shard_rows(results),
+        "totals": totals(results),
         "skipped": skipped,
     }
-    if ctx.main():
-        from dlcr_data.cards import render_card
-
-        record_source_root(ctx.out, opts.dataset, ctx.loaded.root if ctx.loaded is not None else None)
-        write_entry(ctx.out, opts.dataset, entry)
-        (ctx.out / "preview.png").unlink(missing_ok=True)  # shows the first dataset's first split: redraw it
-        render_card(ctx.out)
-    ctx.state.wait_for_everyone()
+    publish(folder, entry, ctx.loaded.root if ctx.loaded is not None else None)
     return entry
 
 

@@ -16,23 +16,21 @@ import os
 import re
 import shlex
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from PIL import Image
 
+from dlcr_data import loaders
 from dlcr_data.errors import UserError
-from dlcr_data.loaders import Loaded, ltcc, prcc, vcclothes
+from dlcr_data.loaders import Loaded, ReleaseLayout, SourceDataset
 from dlcr_data.loaders.base import IMAGE_EXTENSIONS
-from dlcr_data.records import Record, Skipped, make_key
+from dlcr_data.records import Record, Skipped
 
 STRIP_SUFFIX = ".png"
 # `DLCR.z01`, `DLCR.z02`, ... (zip's own split format) and `DLCR.zip.001`, ... (7-Zip / `split` parts)
 _SPLIT_PART = re.compile(r"^(?P<base>.+)\.(?:z\d{2,}|zip\.\d{3,})$", re.IGNORECASE)
-
-NameRule = Callable[[PurePosixPath], "Record | str"]
 
 
 # -- the release's files ------------------------------------------------------------------------------------------
@@ -56,11 +54,27 @@ class ReleaseFiles:
             )
 
     def open(self, name: str) -> IO[bytes]:
-        return self._zip.open(name) if self._zip is not None else open(self.path / name, "rb")
+        """A member for reading; one that cannot be opened raises OSError, as in `read`."""
+        try:
+            return self._zip.open(name) if self._zip is not None else open(self.path / name, "rb")
+        except self._read_errors() as err:
+            raise OSError(f"{name}: {type(err).__name__}: {err}") from err
 
     def read(self, name: str) -> bytes:
+        """A member's bytes. However it fails to read (a bad CRC or header: BadZipFile; corrupt or cut compressed
+        data: zlib.error, EOFError; an unknown compression: NotImplementedError), it raises OSError, the one error
+        every caller turns into a skip reason, with the failure as its cause (`err.__cause__`)."""
         with self.open(name) as f:
-            return f.read()
+            try:
+                return f.read()
+            except self._read_errors() as err:
+                raise OSError(f"{name}: {type(err).__name__}: {err}") from err
+
+    @staticmethod
+    def _read_errors() -> tuple[type[Exception], ...]:
+        import zlib
+
+        return (OSError, zipfile.BadZipFile, EOFError, NotImplementedError, zlib.error)
 
     def close(self) -> None:
         if self._zip is not None:
@@ -91,61 +105,14 @@ def split_archive_command(release: Path) -> str | None:
 
 
 # -- where each dataset's strips lie, and how their names parse ------------------------------------------------------
-@dataclass(frozen=True)
-class ReleaseLayout:
-    """A dataset's training strips in the release: the folders (relative to the dataset folder, as in the original
-    tree), an example path for errors, and the name rule giving the original's record (None: needs `--root`)."""
-
-    folders: tuple[str, ...]
-    example: str
-    rule: NameRule | None
-
-
-def _prcc_rule(original: PurePosixPath) -> Record | str:
-    """`rgb/train/<pid>/<A|B|C>...`: the PRCC loader's pid folder, camera letter and outfit rules."""
-    if len(original.parts) != 4:
-        return "layout: expected rgb/train/<pid>/<name>"
-    folder, stem = original.parts[2], original.parts[3]
-    pid = prcc.parse_pid(folder)
-    if pid is None:
-        return f"name: pid folder {folder!r} is not an integer"
-    camera = prcc.parse_name(stem)
-    if camera is None:
-        return "name: does not start with the camera letter A, B or C"
-    key = make_key("train", folder, stem)
-    return Record(key, original.as_posix(), pid, prcc.CAMERAS[camera], prcc.clothes_of(pid, camera), "train")
-
-
-def _flat_rule(parse: Callable[[str], tuple[int, int, str] | None], pattern: str) -> NameRule:
-    """`train/<name>` parsed by a flat-folder loader's `parse_name` (keys as `loaders.base.scan_flat` makes them)."""
-
-    def rule(original: PurePosixPath) -> Record | str:
-        if len(original.parts) != 2:
-            return "layout: expected train/<name>"
-        parsed = parse(original.name)
-        if parsed is None:
-            return f"name: does not match {pattern}"
-        pid, camid, clothes_id = parsed
-        return Record(make_key("train", original.name), original.as_posix(), pid, camid, clothes_id, "train")
-
-    return rule
-
-
-_LTCC_NAME = "<pid>_<clothes>_c<cam>_<frame>"
-LAYOUTS: dict[str, ReleaseLayout] = {
-    "prcc": ReleaseLayout(("rgb/train",), "rgb/train/<pid>/<A|B|C>*.png", _prcc_rule),
-    "ltcc": ReleaseLayout(("train",), f"train/{_LTCC_NAME}.png", _flat_rule(ltcc.parse_name, _LTCC_NAME)),
-    "demo": ReleaseLayout(("train",), f"train/{_LTCC_NAME}.png", _flat_rule(ltcc.parse_name, _LTCC_NAME)),
-    "vcclothes": ReleaseLayout(
-        ("train",),
-        "train/<pid>-<cam>-<clothes>-<frame>.png",
-        _flat_rule(vcclothes.parse_name, "<pid>-<cam>-<clothes>-<frame>"),
-    ),
-    # LaST numbers cameras by position in the sorted training list, CCVID's tracklets come from its list files:
-    # neither reads from a file name alone, so their originals come from the loader under --root.
-    "last": ReleaseLayout(("train",), "train/<pid>/<pid>_..._<clothes>.png", None),
-    "ccvid": ReleaseLayout(("session1", "session2", "session3"), "session<n>/<pid>_<xx>/<frame>.png", None),
-}
+def release_layout(dataset: str) -> ReleaseLayout:
+    """Where the release holds the dataset's training strips (its loader's `release_layout`), or the one-line
+    error for a dataset it holds none of."""
+    spec = loaders.get(dataset)
+    if spec.release_layout is None:
+        held = ", ".join(name for name, cls in loaders.DATASETS.items() if cls.release_layout is not None)
+        raise UserError(f"{spec.name}: DLCR's release holds none of its images; import-release reads {held}")
+    return spec.release_layout
 
 
 def original_path(strip: str) -> str:
@@ -181,7 +148,7 @@ class Strip:
 
     path: str  # relative to --release
     original: str  # the original's path relative to the dataset folder, without extension
-    record: Record  # the original image, as its loader gives it (or as the loader's name rule reads it)
+    record: Record  # the original image, as its loader gives it (or as its `record_of` reads the path)
     width: int
     height: int
     lines: tuple[str, ...]  # the .txt lines as written, one per variant
@@ -251,10 +218,10 @@ def decode_strip(data: bytes, strip: Strip) -> list[Image.Image] | str:
 
 class Originals:
     """The original image each strip was generated from: the loader's record under `--root` (`loaded`), else the
-    record the loader's name rule reads from the strip's path."""
+    record the loader's rule (`spec.record_of`) reads from the strip's path."""
 
-    def __init__(self, layout: ReleaseLayout, loaded: Loaded | None) -> None:
-        self.layout, self.loaded = layout, loaded
+    def __init__(self, spec: SourceDataset, loaded: Loaded | None) -> None:
+        self.spec, self.loaded = spec, loaded
         self._index: dict[str, tuple[Record, str]] = {}  # original path without extension -> (record, image file)
         if loaded is not None:
             for r in loaded.splits.get("train", []):
@@ -264,8 +231,9 @@ class Originals:
     def find(self, original: str) -> tuple[Record, str | None] | str:
         """(record, the original's file under --root or None without it), or the reason there is none."""
         if self.loaded is None:
-            record = self.layout.rule(PurePosixPath(original))
-            return record if isinstance(record, str) else (record, None)
+            # the original's extension is unknown: the strip's stands in (keys and labels come from the stem)
+            record = self.spec.record_of(original + STRIP_SUFFIX)
+            return (record, None) if isinstance(record, Record) else _name_reason(record.reason)
         found = self._index.get(original)
         if found is None:
             return f"original: no training image {original}.* under {self.loaded.root}"
@@ -279,6 +247,12 @@ class Originals:
         except OSError as err:
             return f"unreadable image ({type(err).__name__})"
         return size if isinstance(size, str) else size[0] / size[1]
+
+
+def _name_reason(reason: str) -> str:
+    """A loader's skip reason under the release's heading: `layout: ...` as is, the name rule's under `name:`
+    (`name does not match X` -> `name: does not match X`)."""
+    return reason if reason.startswith("layout:") else f"name: {reason.removeprefix('name ')}"
 
 
 def scan_strip(
@@ -299,8 +273,11 @@ def scan_strip(
     lines = text_of(files, names, path, original)
     if isinstance(lines, str):
         return Skipped(path, lines)
-    with files.open(path) as f:
-        size = image_size(f)
+    try:
+        with files.open(path) as f:
+            size = image_size(f)
+    except OSError as err:  # a zip member that cannot be opened (bad header, unsupported compression)
+        return Skipped(path, f"image: unreadable strip ({type(err.__cause__ or err).__name__})")
     if isinstance(size, str):
         return Skipped(path, f"image: {size}")
     if variants is None and aspect is None:  # the variant's aspect is the original's

@@ -3,7 +3,8 @@
 A shard is the unit of work and of distribution: its content is fixed by the plan before anything is generated,
 so any process can write any shard and the bytes are the same. Tars are written under a temp name and renamed
 when complete, with fixed member metadata (mtime 0, fixed owner), so equal samples give byte-identical tars.
-They read with `webdataset.WebDataset` and `datasets`' webdataset builder.
+They read with `webdataset.WebDataset` and `datasets`' webdataset builder. `run_shards` is the loop both the build's
+generate stage and `import-release` run: complete shards are kept, the others split across processes.
 """
 
 from __future__ import annotations
@@ -13,15 +14,22 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from dlcr_data.build.options import IMAGE_FORMATS
 from dlcr_data.build.plan import PlannedVariant
-from dlcr_data.files import sha256_file, temp_name
+from dlcr_data.files import sha256_file, temp_name, write_json_atomic
+from dlcr_data.manifest import read_json
 from dlcr_data.records import SAMPLE_SCHEMA, Skipped
+
+if TYPE_CHECKING:
+    from dlcr_data.build.context import OutFolder
+    from dlcr_data.progress import Reporter
 
 SAMPLE_FIELDS: tuple[str, ...] = tuple(SAMPLE_SCHEMA)
 
@@ -89,12 +97,12 @@ def assign_shards(plan: Iterable[PlannedVariant], shard_samples: int) -> list[Sh
 def encode_image(image: Image.Image, fmt: str) -> bytes:
     """PNG (lossless) or JPEG (quality 95); fixed options so equal pixels give equal bytes."""
     buf = io.BytesIO()
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(f"image format must be one of {IMAGE_FORMATS}, not {fmt!r}")
     if fmt == "png":
         image.save(buf, format="PNG", compress_level=6)
-    elif fmt == "jpg":
-        image.convert("RGB").save(buf, format="JPEG", quality=95, subsampling=0)
     else:
-        raise ValueError(f"image format must be png or jpg, not {fmt!r}")
+        image.convert("RGB").save(buf, format="JPEG", quality=95, subsampling=0)
     return buf.getvalue()
 
 
@@ -232,3 +240,47 @@ def shard_on_disk_matches(out_dir: Path, result: ShardResult) -> bool:
     """The shard on disk is the one recorded: same size and sha256 (else the build writes it again)."""
     path = Path(out_dir) / result.path
     return path.is_file() and path.stat().st_size == result.bytes and sha256_file(path) == result.sha256
+
+
+# -- the shard loop of the build's generate stage and of import-release ------------------------------------------------
+WriteShard = Callable[[ShardSpec, Callable[[int], None]], ShardResult]  # (spec, advance) -> the written shard
+
+
+def shard_record_path(folder: OutFolder, spec: ShardSpec) -> Path:
+    """`OUT/work/<dataset>/shards/<shard>.json`: the shard's `ShardResult`, written once its tar is in place."""
+    return folder.work / "shards" / f"{spec.name}.json"
+
+
+def completed_shard(folder: OutFolder, spec: ShardSpec, check_sha: bool = True) -> ShardResult | None:
+    """The shard's record if it was written and (with `check_sha`) the tar on disk is complete and matches it."""
+    data = read_json(shard_record_path(folder, spec))
+    if data is None:
+        return None
+    result = ShardResult.from_dict(data)
+    if check_sha and not shard_on_disk_matches(folder.out, result):
+        return None
+    return result
+
+
+def run_shards(
+    folder: OutFolder, reporter: Reporter, specs: list[ShardSpec], stage: str, start: Callable[[], WriteShard]
+) -> list[ShardResult]:
+    """Every shard of `specs`, in order: complete ones are kept, the others are split across processes and written
+    by the function `start()` returns (called once, only when a shard is to be written: it may load models); it
+    advances the `stage` progress by the variants it has handled."""
+    todo = [spec for spec in specs if completed_shard(folder, spec) is None]
+    folder.state.wait_for_everyone()  # every process decided `todo` before anyone writes a shard
+    if todo:
+        write_one = start()
+        advance = reporter.stage(stage, sum(len(s.variants) for s in todo))
+        with folder.state.split_between_processes(todo) as mine:
+            for spec in mine:
+                write_json_atomic(shard_record_path(folder, spec), write_one(spec, advance).to_dict())
+        del write_one  # the models it holds are freed before the next stage
+    reporter.done(stage)
+    folder.state.wait_for_everyone()
+    results = [completed_shard(folder, spec, check_sha=False) for spec in specs]
+    missing = [spec.name for spec, r in zip(specs, results, strict=True) if r is None]
+    if missing:
+        raise RuntimeError(f"shards not written by any process: {missing}")
+    return results

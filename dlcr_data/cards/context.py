@@ -36,6 +36,8 @@ SETTINGS_SHOWN = (  # the build options the card lists; manifest.json holds them
     "shard_samples",
     "limit",
     "captions_per_outfit",
+    "variants_per_strip",  # an imported release's `--variants` and `--limit`
+    "strip_limit",
 )
 TAGS = ["person-re-identification", "clothes-changing", "synthetic", "diffusion", "data-augmentation", "dlcr"]
 
@@ -53,15 +55,22 @@ class BuiltSplit:
     target_outfits: int
 
 
-def built_splits(out: Path, entry: dict) -> list[BuiltSplit]:
-    """Per split, from the shards' json members (read with tarfile: no image is decoded, nothing unpickled)."""
-    shards = Counter(s["split"] for s in entry["shards"])
-    rows: dict[str, list[dict]] = {split: [] for split in shards}  # a split may hold no sample at all
+def shard_metas(out: Path, entry: dict) -> dict[str, list[dict]]:
+    """Per split, in shard order, the json of every sample of one build's shards (read with tarfile: no image is
+    decoded, nothing unpickled); a split whose shards hold no sample maps to []."""
+    rows: dict[str, list[dict]] = {s["split"]: [] for s in entry["shards"]}
     for shard in entry["shards"]:
         with tarfile.open(Path(out) / shard["path"]) as tar:
             for member in tar:
                 if member.name.endswith(".json"):
-                    rows.setdefault(shard["split"], []).append(json.load(tar.extractfile(member)))
+                    rows[shard["split"]].append(json.load(tar.extractfile(member)))
+    return rows
+
+
+def built_splits(out: Path, entry: dict) -> list[BuiltSplit]:
+    """Per split, from the shards' json members (`shard_metas`)."""
+    shards = Counter(s["split"] for s in entry["shards"])
+    rows = shard_metas(out, entry)
     return [
         BuiltSplit(
             split,
@@ -158,7 +167,8 @@ def build_context(out: Path, name: str, entry: dict) -> dict:
         "label_map": label_map_rows(entry.get("label_map"), config.get("mask_classes", ())),
         "body_shape": body_shape_rows(entry.get("body_shape")),
         "gate": entry.get("gate"),
-        "outfits": entry["outfits"],
+        "outfits": entry.get("outfits"),  # a build: the training outfits described
+        "outfit_texts": entry.get("outfit_texts"),  # an imported release: its distinct outfit texts
         "splits": [asdict(s) for s in built_splits(out, entry)],
         "skipped": len(entry["skipped"]),
         "skipped_reasons": [{"reason": r, "count": n} for r, n in reasons.most_common()],

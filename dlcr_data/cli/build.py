@@ -8,11 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dlcr_data import hub
+from dlcr_data import hub, loaders
 from dlcr_data.build import BuildOptions
+from dlcr_data.build.annotate.body_shape import SHAPE_SCORERS
+from dlcr_data.build.annotate.shape_clip import ClipShapeScorer
+from dlcr_data.build.describe import DESCRIBERS
+from dlcr_data.build.generate import GENERATORS
+from dlcr_data.build.parse import PARSERS
 from dlcr_data.cards import render_card
 from dlcr_data.cards.preview import contact_sheet
-from dlcr_data.cli.common import RootOption, console, csv, csv_text, default, pair, pair_text
+from dlcr_data.cli.common import RootOption, console, csv, csv_text, default, pair, pair_text, run_with_progress
 
 # Help panels in the order of the build's stages, so that `build --help` reads like the pipeline.
 PARSE, DESCRIBE, GENERATE, ANNOTATE, RUNTIME = "Parse", "Describe", "Plan and generate", "Annotate", "Shards, runtime"
@@ -20,6 +25,22 @@ PARSE, DESCRIBE, GENERATE, ANNOTATE, RUNTIME = "Parse", "Describe", "Plan and ge
 
 def _default(name: str):
     return default(BuildOptions, name)
+
+
+def _choices(registry: dict, family: str) -> str:
+    """`a | b | auto (b for demo, else a).`: a backend family's registered names, and what "auto" picks for each
+    dataset (its `default_backends`)."""
+    usual = loaders.SourceDataset.default_backends[family]
+    own: dict[str, list[str]] = {}
+    for name, dataset in loaders.DATASETS.items():
+        if dataset.default_backends[family] != usual:
+            own.setdefault(dataset.default_backends[family], []).append(name)
+    picks = "".join(f"{pick} for {', '.join(names)}, " for pick, names in own.items())
+    return f"{' | '.join(registry)} | auto ({picks}else {usual})."
+
+
+# `--body-shape` takes a scorer's name, any other value is a CLIP model (`body_shape.scorer_name`)
+_SHAPE_NAMES = " or ".join(f"'{name}'" for name in SHAPE_SCORERS if name != ClipShapeScorer.name)
 
 
 def build(
@@ -37,9 +58,7 @@ def build(
     seed: Annotated[int, typer.Option(min=0, help="Global seed: targets and generation seeds derive from it.")] = (
         _default("seed")
     ),
-    parser: Annotated[
-        str, typer.Option(help="segformer | oracle | auto (oracle for the demo).", rich_help_panel=PARSE)
-    ] = _default("parser"),
+    parser: Annotated[str, typer.Option(help=_choices(PARSERS, "parser"), rich_help_panel=PARSE)] = _default("parser"),
     parser_model: Annotated[
         str | None, typer.Option(help="Segmentation model: HF id or local dir.", rich_help_panel=PARSE)
     ] = _default("parser_model"),
@@ -63,7 +82,7 @@ def build(
         ),
     ] = _default("label_map"),
     describer: Annotated[
-        str, typer.Option(help="vlm | color | oracle | auto (oracle for the demo).", rich_help_panel=DESCRIBE)
+        str, typer.Option(help=_choices(DESCRIBERS, "describer"), rich_help_panel=DESCRIBE)
     ] = _default("describer"),
     vlm_model: Annotated[
         str | None, typer.Option(help="Captioning model: HF id or local dir.", rich_help_panel=DESCRIBE)
@@ -77,9 +96,7 @@ def build(
     ] = _default("captions_per_outfit"),
     generator: Annotated[
         str,
-        typer.Option(
-            help="diffusion | recolor | clone | swap | auto (recolor for the demo).", rich_help_panel=GENERATE
-        ),
+        typer.Option(help=_choices(GENERATORS, "generator"), rich_help_panel=GENERATE),
     ] = _default("generator"),
     model: Annotated[
         str | None, typer.Option(help="Inpainting model: HF id or local dir.", rich_help_panel=GENERATE)
@@ -120,7 +137,8 @@ def build(
     body_shape: Annotated[
         str | None,
         typer.Option(
-            help="Score body shape (SHAPY words): a CLIP model (HF id or dir) or 'geometry'.", rich_help_panel=ANNOTATE
+            help=f"Score body shape (SHAPY words): a CLIP model (HF id or dir) or {_SHAPE_NAMES}.",
+            rich_help_panel=ANNOTATE,
         ),
     ] = _default("body_shape"),
     identity_gate: Annotated[
@@ -154,45 +172,16 @@ def build(
     or `torchrun --nproc_per_node N -m dlcr_data build ...`.
     """
     from dlcr_data.build import build as run_build
-    from dlcr_data.progress import RichReporter
 
     options = BuildOptions(
         **{
             **ctx.params,  # every option is a BuildOptions field of the same name; these need parsing
-            "root": str(root) if root else None,
             "splits": csv(splits),
             "mask_classes": csv(mask_classes),
             "resolution": pair(resolution, "--resolution", "256x768 (W x H)"),
         }
     )
-    with RichReporter(console) as reporter:
-        try:
-            entry = run_build(options, reporter)
-        except KeyboardInterrupt:
-            typer.echo("interrupted: complete shards are kept; rerun the same command to continue", err=True)
-            raise typer.Exit(130) from None
-    if reporter.is_main:
-        print_build_summary(dataset, out, entry)
-
-
-def print_build_summary(dataset: str, out: Path, entry: dict) -> None:
-    table = Table(title=f"{dataset} → {out}")
-    for col in ("split", "shards", "samples", "MB"):
-        table.add_column(col, justify="right" if col != "split" else "left")
-    for split, t in entry["totals"]["splits"].items():
-        table.add_row(split, f"{t['shards']:,}", f"{t['samples']:,}", f"{t['bytes'] / 1e6:,.1f}")
-    console.print(table)
-    console.print(f"outfits described: {entry['outfits']:,}; skipped source items: {len(entry['skipped']):,}")
-    for item in entry["skipped"][:5]:
-        console.print(f"  {item['path']}: {item['reason']}", markup=False)
-    if "gate" in entry:
-        gate = entry["gate"]
-        console.print(
-            f"identity gate (threshold {gate['threshold']}): kept {gate['kept']:,}, rejected {gate['rejected']:,}"
-        )
-        for item in gate["rejections"][:5]:
-            console.print(f"  {item['key']}: {item['reason']}", markup=False)
-    console.print(f"manifest: {Path(out) / 'manifest.json'}")
+    run_with_progress(run_build, options)
 
 
 def preview(

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
 from dlcr_data.errors import UserError
@@ -58,6 +59,63 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(err.exit_code) from None
 
     return wrapper
+
+
+# -- a build (or an import) under a progress display, then its summary ---------------------------------------------
+def run_with_progress(run: Callable[..., dict], options: Any) -> None:
+    """`run(options, reporter)` under rich progress bars, then the summary of the manifest entry it returns (the
+    main process only). An interruption is one line and exit 130: complete shards are kept for the rerun."""
+    from dlcr_data.progress import RichReporter
+
+    with RichReporter(console) as reporter:
+        try:
+            entry = run(options, reporter)
+        except KeyboardInterrupt:
+            typer.echo("interrupted: complete shards are kept; rerun the same command to continue", err=True)
+            raise typer.Exit(130) from None
+    if reporter.is_main:
+        print_build_summary(options.dataset, options.out, entry)
+
+
+def print_build_summary(dataset: str, out: Path, entry: dict) -> None:
+    """Shards per split, then what the build described (an import: what the release held) and skipped."""
+    table = Table(title=f"{dataset} → {out}")
+    for col in ("split", "shards", "samples", "MB"):
+        table.add_column(col, justify="right" if col != "split" else "left")
+    for split, t in entry["totals"]["splits"].items():
+        table.add_row(split, f"{t['shards']:,}", f"{t['samples']:,}", f"{t['bytes'] / 1e6:,.1f}")
+    console.print(table)
+    skipped = entry.get("skipped", [])
+    if "release" in entry:
+        console.print(f"{_release_counts(entry)}; skipped strips: {len(skipped):,}")
+    else:
+        console.print(f"outfits described: {entry['outfits']:,}; skipped source items: {len(skipped):,}")
+    for item in skipped[:5]:
+        console.print(f"  {item['path']}: {item['reason']}", markup=False)
+    if "gate" in entry:
+        gate = entry["gate"]
+        console.print(
+            f"identity gate (threshold {gate['threshold']}): kept {gate['kept']:,}, rejected {gate['rejected']:,}"
+        )
+        for item in gate["rejections"][:5]:
+            console.print(f"  {item['key']}: {item['reason']}", markup=False)
+    console.print(f"manifest: {Path(out) / 'manifest.json'}")
+
+
+def _release_counts(entry: dict) -> str:
+    """The counts an import's entry states, whatever they are named: `strips: 3; variants per strip: 10 (3
+    strips); samples: 30` (its repo, url and licence are text, shown by the card)."""
+    words = []
+    for key, value in entry["release"].items():
+        name = key.replace("_", " ")
+        if isinstance(value, int) and not isinstance(value, bool):
+            words.append(f"{name}: {value:,}")
+        elif isinstance(value, dict) and all(isinstance(v, int) for v in value.values()):
+            words.append(f"{name}: " + ", ".join(f"{n} ({count:,} strips)" for n, count in value.items()))
+    samples = entry.get("totals", {}).get("samples")
+    if samples is not None and "samples" not in entry["release"]:
+        words.append(f"samples: {samples:,}")
+    return "; ".join(words)
 
 
 # -- option values as text and back ------------------------------------------------------------------------------

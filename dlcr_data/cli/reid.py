@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from dlcr_data.cli.common import RootOption, console, default, pair, pair_text
+from dlcr_data.build import BuildOptions
+from dlcr_data.cli.common import RootOption, console, csv_text, default, pair, pair_text
+from dlcr_data.errors import UserError
 from dlcr_data.experiment import ExperimentConfig
 from dlcr_data.reid.config import EvaluateOptions, TrainConfig
 
@@ -160,13 +163,24 @@ def evaluate(
     ),
 ) -> None:
     """Evaluate a checkpoint on every protocol of a dataset (CAL semantics), with and without refinement."""
-    from dlcr_data.reid.evaluate import evaluate_checkpoint
+    from dlcr_data.reid.evaluate import MissingQueryVariants, evaluate_checkpoint
 
     out = out or Path(checkpoint) / "eval"
-    with console.status("extracting features and evaluating…"):
-        result = evaluate_checkpoint(
-            checkpoint, dataset, root, refine=refine, expanded=expanded, top_ids=top_ids, batch_size=batch_size, out=out
-        )
+    try:
+        with console.status("extracting features and evaluating…"):
+            result = evaluate_checkpoint(
+                checkpoint,
+                dataset,
+                root,
+                refine=refine,
+                expanded=expanded,
+                top_ids=top_ids,
+                batch_size=batch_size,
+                out=out,
+            )
+    except MissingQueryVariants as err:  # evaluate never builds: it says which build would make the variants
+        options = BuildOptions.from_dict(err.config, dataset=err.dataset, out=Path(err.expanded))
+        raise UserError(f"{err}; build them: {build_command(options)}") from None
     table = Table(title=f"{dataset}: {checkpoint}")
     for col in ("protocol", "rank-1", "rank-5", "rank-10", "mAP", "mINP", "queries"):
         table.add_column(col, justify="left" if col == "protocol" else "right")
@@ -220,3 +234,22 @@ def experiment(
         table.add_row(row["name"], f"{g['rank1']:.1f}", f"{g['mAP']:.1f}", f"{c['rank1']:.1f}", f"{c['mAP']:.1f}")
     console.print(table)
     console.print(f"results: {Path(out) / 'experiment.json'}")
+
+
+def build_command(options: BuildOptions) -> str:
+    """The `dlcr-data build` command line of `options`: every option as `build` reads it, then `--overwrite` (the
+    options differ from the recorded ones, and a build made with other options is only replaced on request)."""
+    words = ["dlcr-data", "build", options.dataset, "--out", str(options.out)]
+    for key, value in options.to_dict().items():
+        if key in ("dataset", "out", "overwrite") or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif key == "resolution":
+            words += [flag, pair_text(value)]
+        elif isinstance(value, list):
+            words += [flag, csv_text(value)]
+        else:
+            words += [flag, str(value)]
+    return shlex.join([*words, "--overwrite"])

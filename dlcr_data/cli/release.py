@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from dlcr_data.build.release import ReleaseOptions
-from dlcr_data.cli.build import print_build_summary
-from dlcr_data.cli.common import console, default
+from dlcr_data.cli.common import default, run_with_progress
 
 INFER, RUNTIME = "Variant count", "Shards, runtime"
 
@@ -63,14 +62,5 @@ def import_release(
     like `build`.
     """
     from dlcr_data.build.release import import_release as run_import
-    from dlcr_data.progress import RichReporter
 
-    options = ReleaseOptions(**{**ctx.params, "root": str(root) if root else None})
-    with RichReporter(console) as reporter:
-        try:
-            entry = run_import(options, reporter)
-        except KeyboardInterrupt:
-            typer.echo("interrupted: complete shards are kept; rerun the same command to continue", err=True)
-            raise typer.Exit(130) from None
-    if reporter.is_main:
-        print_build_summary(dataset, out, entry)
+    run_with_progress(run_import, ReleaseOptions(**ctx.params))  # every option is a ReleaseOptions field

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from dlcr_data.errors import UserError
-from dlcr_data.loaders.base import Loaded, SourceDataset, SplitStats, default_data_root
+from dlcr_data.loaders.base import Loaded, ReleaseLayout, SourceDataset, SplitStats, default_data_root
 from dlcr_data.loaders.ccvid import CCVID
 from dlcr_data.loaders.demo import Demo
 from dlcr_data.loaders.last import LaST
@@ -29,4 +29,4 @@ def load(name: str, root: str | os.PathLike | None = None, *, verify_images: boo
     return get(name).load(root, verify_images=verify_images)
 
 
-__all__ = ["DATASETS", "Loaded", "SourceDataset", "SplitStats", "default_data_root", "get", "load"]
+__all__ = ["DATASETS", "Loaded", "ReleaseLayout", "SourceDataset", "SplitStats", "default_data_root", "get", "load"]

@@ -2,25 +2,26 @@
 
 A dataset module (torchreid style) subclasses `SourceDataset`, declares its expected tree and statistics as class
 attributes, and implements `scan(root)`: walk the tree, parse **basenames only**, yield a `Record` per item or a
-`Skipped` with the reason. `load()` adds what is common: root resolution, existence checks, key uniqueness and
-optional image verification.
+`Skipped` with the reason. Where a path alone gives every label, `record_of(path)` is that rule, shared by `scan`
+and by `import-release` (which reads DLCR's released strips, named after their originals, per `release_layout`).
+`load()` adds what is common: root resolution, existence checks, key uniqueness and optional image verification.
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 from PIL import Image
 
 from dlcr_data.errors import DatasetNotFound
 from dlcr_data.files import DATA_ROOT_ENV, default_data_root
-from dlcr_data.records import Record, Skipped, make_key
+from dlcr_data.records import Record, Skipped, make_key, unreadable
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -34,6 +35,18 @@ class SplitStats:
     clothes: int | None = None
     cameras: int | None = None
     note: str = ""  # e.g. "unconfirmed"
+
+
+@dataclass(frozen=True)
+class ReleaseLayout:
+    """Where DLCR's release (the Hub dataset `ihaveamoose/DLCR`, docs/dlcr-method.md §2.8) holds a dataset's
+    training strips: its folders relative to the dataset folder, as in the original tree, and an example strip
+    path for errors. `needs_root`: a path alone does not give the original's labels (no `record_of`), so the
+    loader reads them from the original dataset under `--root`."""
+
+    folders: tuple[str, ...]
+    example: str
+    needs_root: bool = False
 
 
 @dataclass
@@ -89,6 +102,8 @@ class SourceDataset(ABC):
     ships_outfit_texts: ClassVar[bool] = False  # outfit texts on disk: `outfit_texts(root)` (the `oracle` describer)
     # Backends an "auto" build option resolves to: model-based by default, the shipped annotations where there are.
     default_backends: ClassVar[dict[str, str]] = {"parser": "segformer", "describer": "vlm", "generator": "diffusion"}
+    # Where DLCR's release holds this dataset's training strips; None: it holds none (`import-release` refuses).
+    release_layout: ClassVar[ReleaseLayout | None] = None
 
     # -- root handling -------------------------------------------------------------------------------------
     def resolve_root(self, root: str | os.PathLike | None = None) -> Path:
@@ -131,6 +146,13 @@ class SourceDataset(ABC):
     def scan(self, root: Path) -> Iterator[Record | Skipped]:
         """Yield every item of every split under the resolved root, in a deterministic (sorted) order."""
 
+    def record_of(self, path: str) -> Record | Skipped:
+        """The record of the image at `path` (POSIX, relative to the root) read from the path alone, or why not:
+        a `layout:` reason for a path outside the tree, else the name rule's. Only for datasets whose paths give
+        every label (`release_layout.needs_root` is False); LaST's running camera numbers and CCVID's list files
+        need the whole tree."""
+        raise NotImplementedError(f"{self.name}: a path alone does not give a record")
+
     def load(self, root: str | os.PathLike | None = None, *, verify_images: bool = False) -> Loaded:
         root = self.resolve_root(root)
         splits: dict[str, list[Record]] = {s: [] for s in self.splits}
@@ -150,19 +172,34 @@ class SourceDataset(ABC):
         return Loaded(self.name, root, splits, skipped)
 
 
-def scan_flat(
-    root: Path, folders: dict[str, str], parse: Callable[[str], tuple[int, int, str] | None], rule: str
-) -> Iterator[Record | Skipped]:
-    """Flat split folders (`split -> folder`) whose basenames `parse` into (pid, camid, clothes_id); names that do
-    not parse are skipped with `rule` (the expected pattern) as the reason."""
-    for split, folder in folders.items():
-        for path in list_images(root / folder):
-            parsed = parse(path.name)
-            if parsed is None:
-                yield Skipped(relpath(path, root), f"name does not match {rule}")
-                continue
-            pid, camid, clothes_id = parsed
-            yield Record(make_key(split, path.stem), relpath(path, root), pid, camid, clothes_id, split)
+class FlatDataset(SourceDataset):
+    """Flat split folders whose basenames give every label (LTCC, VC-Clothes, the demo)."""
+
+    split_folders: ClassVar[dict[str, str]]  # split -> folder, in scan order
+    name_pattern: ClassVar[str]  # the basename `parse_name` reads, for skip reasons
+
+    @staticmethod
+    def parse_name(basename: str) -> tuple[int, int, str] | None:
+        """(pid, camid, clothes_id) from a basename; None if it does not match `name_pattern`."""
+        raise NotImplementedError
+
+    def scan(self, root: Path) -> Iterator[Record | Skipped]:
+        for folder in self.split_folders.values():
+            for path in list_images(root / folder):
+                yield self.record_of(relpath(path, root))
+
+    def record_of(self, path: str) -> Record | Skipped:
+        """`<folder>/<name>`: the split from the folder, the labels from the name, the key from split and stem."""
+        p = PurePosixPath(path)
+        split = {folder: split for split, folder in self.split_folders.items()}.get(p.parts[0] if p.parts else "")
+        if split is None or len(p.parts) != 2:
+            folder = p.parts[0] if split is not None else "{" + ",".join(self.split_folders.values()) + "}"
+            return Skipped(path, f"layout: expected {folder}/<name>")
+        parsed = self.parse_name(p.name)
+        if parsed is None:
+            return Skipped(path, f"name does not match {self.name_pattern}")
+        pid, camid, clothes_id = parsed
+        return Record(make_key(split, p.stem), path, pid, camid, clothes_id, split)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -180,7 +217,7 @@ def _check_image(path: Path) -> str | None:
         with Image.open(path) as im:
             im.load()
     except Exception as err:  # PIL raises many types for broken files
-        return f"unreadable image: {type(err).__name__}: {err}".splitlines()[0]
+        return unreadable("image", path, err)
     return None
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
-from dlcr_data.loaders.base import SourceDataset, SplitStats, relpath
+from dlcr_data.loaders.base import ReleaseLayout, SourceDataset, SplitStats, relpath
 from dlcr_data.records import Record, Skipped, make_key
 
 # Sessions 1 and 2 share camera numbers; CAL shifts session 3 by 12 to keep its cameras apart.
@@ -64,6 +64,10 @@ CCVID/
         "query": SplitStats(images=834, ids=151, note="unconfirmed"),
         "gallery": SplitStats(images=1074, ids=151, note="unconfirmed"),
     }
+    # Tracklets and their labels come from the list files: a strip's name does not give them.
+    release_layout = ReleaseLayout(
+        ("session1", "session2", "session3"), "session<n>/<pid>_<xx>/<frame>.png", needs_root=True
+    )
     obtain = "CCVID: follow the download link in the CAL README (https://github.com/guxinqian/Simple-CCReID)."
     citation = (
         "@inproceedings{gu2022cal, title={Clothes-Changing Person Re-identification with RGB Modality Only}, "

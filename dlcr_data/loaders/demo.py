@@ -1,18 +1,17 @@
-"""The embedded demo dataset: rendered locally on first use (no download), read with the LTCC scanner."""
+"""The embedded demo dataset: rendered locally on first use (no download), in LTCC's layout and names."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 from dlcr_data.demo import DemoConfig, Plan, default_demo_root, render_demo
 from dlcr_data.demo.plan import SPLIT_FOLDERS
-from dlcr_data.loaders.base import SourceDataset, SplitStats
-from dlcr_data.loaders.ltcc import scan_flat_splits
-from dlcr_data.records import Record, Skipped
+from dlcr_data.loaders import ltcc
+from dlcr_data.loaders.base import FlatDataset, SplitStats
+from dlcr_data.records import Record
 
 
 def demo_stats(config: DemoConfig | None = None) -> dict[str, SplitStats]:
@@ -21,11 +20,15 @@ def demo_stats(config: DemoConfig | None = None) -> dict[str, SplitStats]:
     return {split: SplitStats(**c) for split, c in counts.items()}
 
 
-class Demo(SourceDataset):
+class Demo(FlatDataset):
     name = "demo"
     dirname = "dlcr_demo"
     splits = ("train", "query", "gallery")
     required = ("train", "query", "test", "masks", "outfits.json")
+    split_folders = SPLIT_FOLDERS
+    name_pattern = ltcc.NAME_PATTERN
+    parse_name = staticmethod(ltcc.parse_name)
+    release_layout = ltcc.LTCC.release_layout  # not in DLCR's release: strips in LTCC's tree import offline
     layout = """
 dlcr_demo/   (default: $DLCR_DATA_ROOT/dlcr_demo-s<seed>-<ids>ids-<H>x<W>-<hash>, rendered on first use)
   train/<pid>_<clothes>_c<cam>_<frame>.png
@@ -59,9 +62,6 @@ dlcr_demo/   (default: $DLCR_DATA_ROOT/dlcr_demo-s<seed>-<ids>ids-<H>x<W>-<hash>
             if not path.exists() or (path.is_dir() and not any(path.iterdir())):
                 render_demo(path, self.config)
         return super().resolve_root(root)
-
-    def scan(self, root: Path) -> Iterator[Record | Skipped]:
-        return scan_flat_splits(root, SPLIT_FOLDERS)
 
     def mask_path(self, root: Path, record: Record) -> Path:
         """The parsing mask of a record; `root` is the resolved root (`Loaded.root`)."""

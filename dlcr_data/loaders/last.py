@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from dlcr_data.loaders.base import SourceDataset, SplitStats, list_images, relpath
+from dlcr_data.loaders.base import ReleaseLayout, SourceDataset, SplitStats, list_images, relpath
 from dlcr_data.records import Record, Skipped, make_key
 
 # split -> (folder, nested in <pid>/ folders). Decided by the split: CAL and the official code test whether
@@ -60,6 +60,8 @@ last/
         "query": SplitStats(images=10176, ids=5805),
         "gallery": SplitStats(images=125353, ids=5806),
     }
+    # LaST numbers cameras by position in the sorted training list: a strip's name does not give its camera.
+    release_layout = ReleaseLayout(("train",), "train/<pid>/<pid>_..._<clothes>.png", needs_root=True)
     obtain = "LaST: follow the download instructions of the official repository (https://github.com/shuxjweb/last)."
     citation = (
         "@article{shu2021last, title={Large-Scale Spatio-Temporal Person Re-identification: Algorithms and "

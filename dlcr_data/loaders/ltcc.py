@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import ClassVar
 
-from dlcr_data.loaders.base import SourceDataset, SplitStats, scan_flat
-from dlcr_data.records import Record, Skipped
+from dlcr_data.loaders.base import FlatDataset, ReleaseLayout, SplitStats
 
 # Anchored on the basename: CAL matches the full path, so a parent such as `my_code/` corrupts the clothes key.
 NAME_RULE = re.compile(r"^(\d+)_(\d+)_c(\d+)_")
+NAME_PATTERN = "<pid>_<clothes>_c<cam>_<frame>"
 
 
 def parse_name(basename: str) -> tuple[int, int, str] | None:
@@ -25,22 +23,21 @@ def parse_name(basename: str) -> tuple[int, int, str] | None:
     return pid, cam - 1, f"{pid}_{cloth}"
 
 
-def scan_flat_splits(root: Path, folders: dict[str, str]) -> Iterator[Record | Skipped]:
-    """LTCC-style flat split folders (`split -> folder`); shared with the demo, which uses the same layout."""
-    return scan_flat(root, folders, parse_name, "<pid>_<clothes>_c<cam>_<frame>")
-
-
-class LTCC(SourceDataset):
+class LTCC(FlatDataset):
     name = "ltcc"
     dirname = "LTCC_ReID"
     splits = ("train", "query", "gallery")
     required = ("train", "query", "test")
+    split_folders: ClassVar[dict[str, str]] = {"train": "train", "query": "query", "gallery": "test"}
+    name_pattern = NAME_PATTERN
+    parse_name = staticmethod(parse_name)
     layout = """
 LTCC_ReID/
   train/<pid>_<clothes>_c<cam>_<frame>.png
   query/<pid>_<clothes>_c<cam>_<frame>.png
   test/<pid>_<clothes>_c<cam>_<frame>.png   (gallery)
 """
+    release_layout = ReleaseLayout(("train",), f"train/{NAME_PATTERN}.png")
     stats: ClassVar[dict[str, SplitStats]] = {
         "train": SplitStats(images=9576, ids=77),
         "query": SplitStats(images=493, ids=75),
@@ -51,6 +48,3 @@ LTCC_ReID/
         "@inproceedings{qian2020ltcc, title={Long-Term Cloth-Changing Person Re-identification}, "
         "author={Qian, Xuelin and others}, booktitle={ACCV}, year={2020}}"
     )
-
-    def scan(self, root: Path) -> Iterator[Record | Skipped]:
-        return scan_flat_splits(root, {"train": "train", "query": "query", "gallery": "test"})

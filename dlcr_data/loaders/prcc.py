@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
-from dlcr_data.loaders.base import SourceDataset, SplitStats, list_images, relpath
+from dlcr_data.loaders.base import ReleaseLayout, SourceDataset, SplitStats, list_images, relpath
 from dlcr_data.records import Record, Skipped, make_key
 
 CAMERAS = {"A": 0, "B": 1, "C": 2}
 
 # Test splits are the camera folders: A is the gallery, B keeps A's clothes (SC), C changes them (CC).
 TEST_FOLDERS = {"gallery": "A", "query_sc": "B", "query_cc": "C"}
+_TEST_SPLITS = {camera: split for split, camera in TEST_FOLDERS.items()}
 
 
 def clothes_of(pid: int, camera: str) -> str:
@@ -59,6 +60,7 @@ prcc/rgb/
         "query_sc": SplitStats(images=3873, ids=71, clothes=71, cameras=1),
         "query_cc": SplitStats(images=3543, ids=71, clothes=71, cameras=1),
     }
+    release_layout = ReleaseLayout(("rgb/train",), "rgb/train/<pid>/<A|B|C>*.png")
     obtain = "PRCC is licence-gated: request it from the authors (http://www.isee-ai.cn/~yangqize/clothing.html)."
     citation = (
         "@article{yang2019prcc, title={Person Re-identification by Contour Sketch under Moderate Clothing "
@@ -66,29 +68,29 @@ prcc/rgb/
     )
 
     def scan(self, root: Path) -> Iterator[Record | Skipped]:
-        rgb = root / "rgb"
-        for split in ("train", "val"):
-            yield from self._scan_split(root, rgb / split, split, camera=None)
-        for split, camera in TEST_FOLDERS.items():
-            yield from self._scan_split(root, rgb / "test" / camera, split, camera=camera)
+        folders = ["rgb/train", "rgb/val", *(f"rgb/test/{camera}" for camera in TEST_FOLDERS.values())]
+        for folder in folders:
+            for pid_folder in _pid_folders(root / folder):
+                for path in list_images(pid_folder):
+                    yield self.record_of(relpath(path, root))
 
-    def _scan_split(self, root: Path, split_dir: Path, split: str, camera: str | None) -> Iterator[Record | Skipped]:
-        """One split folder of `<pid>/` folders; `camera` is fixed for test, else read from each name."""
-        for folder in _pid_folders(split_dir):
-            pid = parse_pid(folder.name)
-            for path in list_images(folder):
-                if pid is None:
-                    yield Skipped(relpath(path, root), f"pid folder {folder.name!r} is not an integer")
-                    continue
-                cam = camera or parse_name(path.name)
-                if cam is None:
-                    yield Skipped(relpath(path, root), "name does not start with the camera letter A, B or C")
-                    continue
-                yield Record(
-                    make_key(split, folder.name, path.stem),
-                    relpath(path, root),
-                    pid,
-                    CAMERAS[cam],
-                    clothes_of(pid, cam),
-                    split,
-                )
+    def record_of(self, path: str) -> Record | Skipped:
+        """`rgb/{train,val}/<pid>/<A|B|C>*` (the camera from the name) or `rgb/test/<A|B|C>/<pid>/*` (from the
+        folder); the key from split, pid folder and stem."""
+        parts = PurePosixPath(path).parts
+        if len(parts) == 4 and parts[:2] in (("rgb", "train"), ("rgb", "val")):
+            split, camera, folder = parts[1], None, parts[2]
+        elif len(parts) == 5 and parts[:2] == ("rgb", "test") and parts[2] in _TEST_SPLITS:
+            split, camera, folder = _TEST_SPLITS[parts[2]], parts[2], parts[3]
+        elif parts[:2] in (("rgb", "train"), ("rgb", "val")):
+            return Skipped(path, f"layout: expected rgb/{parts[1]}/<pid>/<name>")
+        else:
+            return Skipped(path, "layout: expected rgb/{train,val}/<pid>/<name> or rgb/test/<A|B|C>/<pid>/<name>")
+        pid = parse_pid(folder)
+        if pid is None:
+            return Skipped(path, f"pid folder {folder!r} is not an integer")
+        camera = camera or parse_name(parts[-1])
+        if camera is None:
+            return Skipped(path, "name does not start with the camera letter A, B or C")
+        stem = PurePosixPath(path).stem
+        return Record(make_key(split, folder, stem), path, pid, CAMERAS[camera], clothes_of(pid, camera), split)

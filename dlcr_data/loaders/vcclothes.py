@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
 from typing import ClassVar
 
-from dlcr_data.loaders.base import SourceDataset, SplitStats, scan_flat
-from dlcr_data.records import Record, Skipped
+from dlcr_data.loaders.base import FlatDataset, ReleaseLayout, SplitStats
+from dlcr_data.records import Record
 
 # Anchored on the basename: CAL matches the full path, so a parent such as `2024-01-02-03/` hijacks it.
 NAME_RULE = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)")
+NAME_PATTERN = "<pid>-<cam>-<clothes>-<frame>"
 
 EVAL_PRESETS: dict[str, tuple[int, ...] | None] = {"all": None, "sc": (2, 3), "cc": (3, 4)}
 """CAL's evaluation modes `vcclothes`, `vcclothes_sc`, `vcclothes_cc`: the *raw* (1-based) cameras kept in
@@ -47,11 +47,15 @@ def filter_cameras(records: Iterable[Record], raw_cams: Iterable[int] | None) ->
     return [r for r in records if r.camid in keep]
 
 
-class VCClothes(SourceDataset):
+class VCClothes(FlatDataset):
     name = "vcclothes"
     dirname = "VC-Clothes"
     splits = ("train", "query", "gallery")
     required = ("train", "query", "gallery")
+    split_folders: ClassVar[dict[str, str]] = {"train": "train", "query": "query", "gallery": "gallery"}
+    name_pattern = NAME_PATTERN
+    parse_name = staticmethod(parse_name)
+    release_layout = ReleaseLayout(("train",), f"train/{NAME_PATTERN}.png")
     layout = """
 VC-Clothes/
   train/<pid>-<cam>-<clothes>-<frame>.jpg
@@ -69,6 +73,3 @@ VC-Clothes/
         "author={Wan, Fangbin and Wu, Yang and Qian, Xuelin and Chen, Yixiong and Fu, Yanwei}, "
         "booktitle={CVPR Workshops}, year={2020}}"
     )
-
-    def scan(self, root: Path) -> Iterator[Record | Skipped]:
-        return scan_flat(root, {s: s for s in self.splits}, parse_name, "<pid>-<cam>-<clothes>-<frame>")

@@ -19,7 +19,7 @@ from dlcr_data import loaders
 from dlcr_data.errors import UserError
 from dlcr_data.files import write_bytes_atomic, write_json_atomic
 from dlcr_data.loaders.vcclothes import filter_cameras
-from dlcr_data.manifest import MANIFEST_FILE, local_config, read_manifest, rebuild_command
+from dlcr_data.manifest import MANIFEST_FILE, local_config, read_manifest
 from dlcr_data.records import Record
 from dlcr_data.reid.checkpoints import load_checkpoint
 from dlcr_data.reid.config import EvaluateOptions
@@ -92,9 +92,18 @@ def query_variants(
     return out
 
 
+class MissingQueryVariants(UserError):
+    """A local build lacks the query variants refinement needs. `config` is the build's recorded options with the
+    query split added and at least `k` variants: what the CLI turns into the exact `dlcr-data build` command."""
+
+    def __init__(self, expanded: str, dataset: str, split: str, k: int, config: dict) -> None:
+        super().__init__(f"{expanded} lacks {k} {dataset} {split} variants per image to refine with")
+        self.expanded, self.dataset, self.config = expanded, dataset, config
+
+
 def missing_variants_error(expanded: str, dataset: str, split: str, k: int, err: UserError) -> UserError:
-    """`err` (no or too few `split` variants in `expanded`), naming the `dlcr-data build` command that makes them
-    when `expanded` is a local build: its own recorded options, with `split` added and at least `k` variants."""
+    """`err` (no or too few `split` variants in `expanded`), or, for a local build, a `MissingQueryVariants` with
+    the build's own recorded options, `split` added and at least `k` variants."""
     if not (Path(expanded) / MANIFEST_FILE).is_file():
         return err  # a Hub repo, or not a build at all: nothing to derive a command from
     entry = read_manifest(Path(expanded))["builds"].get(dataset)
@@ -107,8 +116,9 @@ def missing_variants_error(expanded: str, dataset: str, split: str, k: int, err:
         )
     config = local_config(Path(expanded), dataset, entry)  # as given: with its --root and model folders
     splits = [*config["splits"], *([split] if split not in config["splits"] else [])]
-    command = rebuild_command(Path(expanded), dataset, config, splits=splits, variants=max(k, config["variants"]))
-    return UserError(f"{expanded} lacks {k} {dataset} {split} variants per image to refine with; build them: {command}")
+    return MissingQueryVariants(
+        expanded, dataset, split, k, {**config, "splits": splits, "variants": max(k, config["variants"])}
+    )
 
 
 def evaluate_checkpoint(

@@ -153,6 +153,7 @@ def test_bad_sources_are_skipped_and_listed(tiny_demo, tmp_path):
     entry = build(BuildOptions("demo", tmp_path / "out", root=str(root), variants=2, shard_samples=50))
     reasons = {item["path"]: item["reason"] for item in entry["skipped"]}
     assert "unreadable image" in reasons[train[0].path]
+    assert str(tmp_path) not in json.dumps(entry["skipped"])  # reasons are published: no local absolute path
     assert reasons[train[1].path] == "empty mask: no clothing found"
     assert entry["totals"]["samples"] == 2 * (len(train) - 2)
 
@@ -299,7 +300,8 @@ def test_a_build_without_samples_exits_2_and_writes_no_entry(tiny_demo, tmp_path
 
 
 def test_sources_all_skipped_at_generation_give_no_entry(tiny_demo, tmp_path):
-    """Every query mask blank: the shards are written (0 samples, kept), the build fails with the reason."""
+    """Every query mask blank: the build fails with the reason; its 0-sample shard is removed from OUT/demo/ (no
+    entry lists it, and push-to-hub's `*/*.tar` would upload it), the work/ caches (its record too) stay."""
     root = Path(shutil.copytree(tiny_demo, tmp_path / "blank"))
     for s in shots(TINY, "query"):
         mask = root / "masks" / "query" / s.name
@@ -308,7 +310,9 @@ def test_sources_all_skipped_at_generation_give_no_entry(tiny_demo, tmp_path):
     with pytest.raises(UserError, match=r"no samples.*; 12 skipped at generate, e.g. empty mask: no clothing found$"):
         build(BuildOptions("demo", out, root=str(root), variants=2, splits=("query",)))
     assert not (out / "manifest.json").exists()
-    assert [p.name for p in (out / "demo").glob("*.tar")] == ["query-00000.tar"]
+    assert not list(out.rglob("*.tar")) and not (out / "demo").exists()
+    [record] = [json.loads(p.read_text()) for p in (out / "work" / "demo" / "shards").glob("*.json")]
+    assert record["path"] == "demo/query-00000.tar" and record["samples"] == 0
 
 
 # -- progress bars advance as work completes ---------------------------------------------------------------------

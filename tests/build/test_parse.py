@@ -464,6 +464,7 @@ def test_parse_records_writes_maps_skips_corrupt_and_resumes(demo_copy, tmp_path
     assert {s.path for s in skipped} == {corrupt.path, no_mask.path}
     assert "unreadable image" in next(s.reason for s in skipped if s.path == corrupt.path)
     assert "no shipped mask" in next(s.reason for s in skipped if s.path == no_mask.path)
+    assert all(str(root) not in s.reason for s in skipped)  # reasons are published: no local absolute path
     assert sum(done) == len(records)
     good = [r for r in records if r not in (corrupt, no_mask)]
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{r.key}.png" for r in good)  # no .tmp left

@@ -87,9 +87,12 @@ def test_manifest_and_card_declare_the_release(prcc):
     assert entry["complete"] and entry["skipped"] == []
     assert entry["totals"]["samples"] == 30 and entry["totals"]["shards"] == 3
     assert entry["config"]["generator"] == "dlcr-release" and entry["config"]["masks"] is False
-    assert entry["config"]["variants"] is None  # inferred
+    assert entry["config"]["variants_per_strip"] is None and entry["config"]["strip_limit"] is None  # inferred; all
+    assert "variants" not in entry["config"] and "limit" not in entry["config"]  # a build's: per source image
+    assert entry["config"]["release"] == "release"  # by its name: no local path
+    assert entry["outfit_texts"] == N and "outfits" not in entry  # distinct texts, not outfits described
     assert entry["release"]["repo"] == "ihaveamoose/DLCR" and entry["release"]["strips"] == 3
-    assert entry["release"]["variants_per_strip"] == {"10": 3}
+    assert entry["release"]["strips_by_variant_count"] == {"10": 3}
     card = (out / "README.md").read_text()
     front = card.split("---")[1]
     assert "mask.png" not in front  # the declared features: no mask
@@ -199,7 +202,7 @@ def test_other_options_on_a_rerun_need_overwrite(prcc, tmp_path):
     assert "--overwrite" in message
     result = invoke("prcc", "--release", release, "--out", copy, "--root", raw.root, "--variants", 10, "--overwrite")
     assert result.exit_code == 0, result.output
-    assert json.loads((copy / "manifest.json").read_text())["builds"]["prcc"]["config"]["variants"] == 10
+    assert json.loads((copy / "manifest.json").read_text())["builds"]["prcc"]["config"]["variants_per_strip"] == 10
 
 
 def test_a_folder_holding_a_single_zip_says_to_pass_it(tmp_path):
@@ -227,3 +230,34 @@ def test_an_import_beside_a_build_keeps_both_loadable(tiny_build, tmp_path):
     staged = tmp_path / "s"
     result = runner.invoke(app, ["push-to-hub", str(out), "me/mixed", "--dry-run", "--stage-dir", str(staged)])
     assert result.exit_code == 0, result.output
+
+
+def test_a_wrong_release_folder_leaves_the_out_folder_to_the_right_one(tmp_path):
+    """The documented one-line error for a wrong --release comes before the out folder is claimed: rerunning with
+    the right folder into the same --out is no "build made with other options"."""
+    raw = write_prcc(tmp_path / "raw")  # the original dataset, not the release
+    release = write_release(tmp_path / "release", PRCC_STRIPS)
+    out = tmp_path / "out"
+    message = one_line_error(invoke("prcc", "--release", raw.root, "--out", out, "--variants", 10))
+    assert "no prcc strips in" in message
+    assert not (out / "work" / "prcc" / "config.json").exists()
+    result = invoke("prcc", "--release", release, "--out", out, "--variants", 10)
+    assert result.exit_code == 0, result.output
+    assert len(samples(out, "prcc")) == 3 * N
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"image_format": "gif"}, "--image-format must be png or jpg, not 'gif'"),
+        ({"shard_samples": 0}, "must be at least 1"),
+    ],
+)
+def test_output_options_are_checked_as_a_builds(tmp_path, change, message):
+    from dlcr_data.build import BuildOptions
+
+    release = write_release(tmp_path / "release", LTCC_STRIPS)
+    with pytest.raises(UserError, match=message):
+        ReleaseOptions("ltcc", release, tmp_path / "out", variants=10, **change).resolved()
+    with pytest.raises(UserError, match=message):
+        BuildOptions("ltcc", tmp_path / "out", **change).resolved()

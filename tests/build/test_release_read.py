@@ -43,6 +43,8 @@ def test_ltcc_variant_count_given_or_inferred(tmp_path, how):
         r = expected[meta["source_key"]]
         assert (meta["pid"], meta["camid"], meta["source_clothes_id"]) == (r.pid, r.camid, r.clothes_id)
     assert sorted(meta["variant"] for _, meta, _, _ in rows) == sorted(list(range(N)) * 3)
+    summary = " ".join(result.stdout.split())  # as one line: the console wraps at its width
+    assert "strips: 3;" in summary and "outfits described" not in summary  # an import describes none
 
 
 def test_ccvid_frames_of_a_tracklet_number_its_variants_on(tmp_path):
@@ -144,6 +146,12 @@ def test_a_folder_without_strips_names_the_expected_tree(tmp_path):
     assert "does not exist" in message and "rgb/train/<pid>" in message
 
 
+def test_a_dataset_the_release_does_not_hold_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(loaders.DATASETS["vcclothes"], "release_layout", None)
+    message = one_line_error(invoke("vcclothes", "--release", tmp_path, "--out", tmp_path / "out", "--variants", 10))
+    assert "vcclothes: DLCR's release holds none of its images" in message and "reads prcc, ltcc," in message
+
+
 @pytest.mark.parametrize("point_at", ["folder", "part"])
 def test_split_zip_parts_exit_2_with_the_join_command(tmp_path, point_at):
     folder = tmp_path / "dl"
@@ -161,3 +169,70 @@ def test_numbered_parts_exit_2_with_the_cat_command(tmp_path):
         (tmp_path / name).write_bytes(b"part")
     message = one_line_error(invoke("ltcc", "--release", tmp_path, "--out", tmp_path / "out", "--variants", 10))
     assert f"cat {tmp_path / 'DLCR'}.zip.[0-9]* > {tmp_path / 'DLCR-joined.zip'}" in message
+
+
+def _flip_a_byte(archive, name: str) -> None:
+    """One byte in the middle of member `name`'s stored data inverted: the zip still opens, the member's CRC fails."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(name)
+    data = bytearray(archive.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    at = info.header_offset + 30 + name_len + extra_len + info.compress_size // 2
+    data[at] ^= 0xFF
+    archive.write_bytes(bytes(data))
+
+
+def test_a_corrupt_zip_member_is_skipped_with_the_reason(tmp_path):
+    """A bad CRC (zipfile.BadZipFile, not an OSError) in a strip or its .txt: the strip is skipped, no traceback."""
+    import zipfile
+
+    release = write_release(tmp_path / "release", LTCC_STRIPS)
+    big = "LTCC_ReID/train/2_1_c1_000005.png"
+    write_strip(release, big, 2, width=10 * 80, noise=True)  # ~40 kB: reading its header stops short of its CRC
+    archive = tmp_path / "DLCR-joined.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # stored: a member's bytes as written, its PNG header intact
+        for path in sorted(release.rglob("*")):
+            zf.write(path, path.relative_to(release).as_posix())
+    _flip_a_byte(archive, big)  # inside the image data: the header still reads, decoding fails
+    _flip_a_byte(archive, "LTCC_ReID/train/1_2_c3_000004.png.txt")
+    out = tmp_path / "out"
+    result = invoke("ltcc", "--release", archive, "--out", out, "--variants", 10)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    entry = json.loads((out / "manifest.json").read_text())["builds"]["ltcc"]
+    assert entry["totals"]["samples"] == N
+    reasons = {s["path"]: (s["stage"], s["reason"]) for s in entry["skipped"]}
+    assert reasons == {
+        big: ("import", "image: unreadable strip (BadZipFile)"),
+        "LTCC_ReID/train/1_2_c3_000004.png.png": ("scan", "txt: unreadable (OSError)"),
+    }
+
+
+def test_a_zip_member_that_cannot_be_opened_is_skipped_with_the_reason(tmp_path):
+    """A strip whose central-directory entry names an unknown compression method fails when opened (zipfile raises
+    NotImplementedError), before any byte is read: skipped at scan, no traceback."""
+    import struct
+    import zipfile
+
+    release = write_release(tmp_path / "release", LTCC_STRIPS)
+    archive = tmp_path / "DLCR-joined.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(release.rglob("*")):
+            zf.write(path, path.relative_to(release).as_posix())
+    name = "LTCC_ReID/train/2_1_c1_000005.png"
+    data = bytearray(archive.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the first central-directory record; ours is found by its name
+    while data[entry + 46 : entry + 46 + len(name)] != name.encode():
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    data[entry + 10 : entry + 12] = struct.pack("<H", 99)  # compression method 99: not one zipfile knows
+    archive.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    result = invoke("ltcc", "--release", archive, "--out", out, "--variants", 10)
+    assert result.exit_code == 0, result.output
+    entry_json = json.loads((out / "manifest.json").read_text())["builds"]["ltcc"]
+    assert entry_json["totals"]["samples"] == (len(LTCC_STRIPS) - 1) * N
+    reasons = {s["path"]: (s["stage"], s["reason"]) for s in entry_json["skipped"]}
+    assert reasons == {name: ("scan", "image: unreadable strip (NotImplementedError)")}

@@ -177,13 +177,32 @@ def test_build_passes_the_build_options_defaults_and_parses_the_rest(tmp_path, m
         BuildOptions(
             "demo",
             tmp_path / "b",
-            root=str(tmp_path / "src"),
+            root=tmp_path / "src",  # as given: `resolved()` records it as text
             splits=("train", "query"),
             mask_classes=("upper", "lower"),
             resolution=(64, 128),
             limit=3,
         ),
     ]
+
+
+def test_import_release_passes_the_release_options_and_sums_up_the_release(tmp_path, monkeypatch):
+    from dlcr_data.build.release import ReleaseOptions
+
+    seen = []
+    entry = {
+        "release": {"repo": "ihaveamoose/DLCR", "strips": 3, "strips_by_variant_count": {"10": 3}},
+        "totals": {"samples": 30, "splits": {"train": {"shards": 1, "samples": 30, "bytes": 10**6}}},
+        "skipped": [{"path": "rgb/train/001/D.png", "reason": "name: does not start with the camera letter"}],
+    }  # no "outfits": an import describes none
+    monkeypatch.setattr("dlcr_data.build.release.import_release", lambda o, reporter=None: seen.append(o) or entry)
+    result = invoke("import-release", "prcc", "--release", tmp_path, "--out", tmp_path / "out", "--root", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert seen == [ReleaseOptions("prcc", tmp_path, tmp_path / "out", root=tmp_path)]
+    text = " ".join(result.stdout.split())  # as one line: the console wraps at its width
+    assert "outfits described" not in text
+    assert "strips: 3; strips by variant count: 10 (3 strips); samples: 30; skipped strips: 1" in text
+    assert "rgb/train/001/D.png: name: does not start" in text
 
 
 def test_every_build_option_has_its_flag():

@@ -59,12 +59,12 @@ def test_refinement_never_builds_it_names_the_build_command_that_makes_the_query
     shards = sorted(p.name for p in (out / "demo").iterdir())
 
     refused = runner.invoke(app, evaluate)
-    command = (
-        f"dlcr-data build demo --out {out} --describer oracle --dilation 0 --generator recolor --guidance 7.5 "
-        "--image-format png --mask-classes upper,lower,dress,shoes,accessories --negative-prompt '' --parser oracle "
-        "--prompt-template 'a person wearing {top}, {bottom} and {shoes}' --resolution 256x768 "
-        f"--root {tiny_demo} --sampler random --seed 0 --shard-samples 1000 --similar-fraction 0.5 "
-        "--splits train,query --steps 50 --variants 2 --overwrite"
+    command = (  # every option of the build as recorded, in BuildOptions' field order, query split added
+        f"dlcr-data build demo --out {out} --root {tiny_demo} --variants 2 --splits train,query --seed 0 "
+        "--parser oracle --mask-classes upper,lower,dress,shoes,accessories --dilation 0 --describer oracle "
+        "--generator recolor --steps 50 --guidance 7.5 --resolution 256x768 --negative-prompt '' "
+        "--prompt-template 'a person wearing {top}, {bottom} and {shoes}' --sampler random --similar-fraction 0.5 "
+        "--image-format png --shard-samples 1000 --batch-size 8 --overwrite"
     )
     assert refused.exit_code == 2
     error = refused.stderr.splitlines()[-1]  # one line (load_expanded's progress bars come before it)

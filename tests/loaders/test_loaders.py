@@ -142,6 +142,15 @@ def test_published_stats_cover_every_split(name):
     assert dataset.layout.strip() and dataset.obtain and dataset.citation
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES if not get(n).release_layout.needs_root])
+def test_record_of_a_path_is_the_record_the_scan_gives(written, name):
+    """`record_of` is the loader's own rule: `import-release` reads the originals' labels with it."""
+    dataset, loaded = get(name), load(name, written[name].root)
+    for record in (r for _, recs in loaded.items() for r in recs):
+        assert dataset.record_of(record.path) == record
+    assert dataset.record_of("elsewhere/x.jpg").reason.startswith("layout: expected")
+
+
 # -- PRCC --------------------------------------------------------------------------------------------------
 def test_prcc_exact_records(written):
     recs = by_path(load("prcc", written["prcc"].root))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,13 +21,12 @@ from dlcr_data.build.shards import (
     ShardResult,
     ShardSpec,
     ShardWriter,
+    WriteShard,
     assign_shards,
     encode_image,
     encode_sample,
-    shard_on_disk_matches,
+    run_shards,
 )
-from dlcr_data.files import write_json_atomic
-from dlcr_data.manifest import read_json
 from dlcr_data.records import Record, Skipped
 
 if TYPE_CHECKING:
@@ -57,28 +55,15 @@ def run(
 ) -> list[ShardResult]:
     """Shards are the work units: complete ones are kept, the rest are split across processes."""
     opts = ctx.opts
-    specs = assign_shards(plan, opts.shard_samples)
-    done = {spec.name: r for spec in specs if (r := _completed(ctx, spec)) is not None}
-    todo = [spec for spec in specs if spec.name not in done]
-    ctx.state.wait_for_everyone()  # every process decided `todo` before anyone writes a shard
-    if todo:
+
+    def start() -> WriteShard:  # only when a shard is left to write: the generator (and gate) load here
         generator = ctx.backends.generator.from_options(opts, ctx.spec)
         gen = Generation(generator, {r.key: r for r in sources}, {r.key: r for r in pool}, shapes)
         if opts.identity_gate:
             gen.gate = _fit_gate(ctx, sources)
-        advance = ctx.reporter.stage("generate", sum(len(s.variants) for s in todo))
-        with ctx.state.split_between_processes(todo) as mine:
-            for spec in mine:
-                result = _generate_shard(ctx, spec, gen, advance)
-                write_json_atomic(_record_path(ctx, spec), result.to_dict())
-        del gen
-    ctx.reporter.done("generate")
-    ctx.state.wait_for_everyone()
-    results = [_completed(ctx, spec, check_sha=False) for spec in specs]
-    missing = [spec.name for spec, r in zip(specs, results, strict=True) if r is None]
-    if missing:
-        raise RuntimeError(f"shards not written by any process: {missing}")
-    return results
+        return lambda spec, advance: _generate_shard(ctx, spec, gen, advance)
+
+    return run_shards(ctx.folder, ctx.reporter, assign_shards(plan, opts.shard_samples), "generate", start)
 
 
 def _fit_gate(ctx: BuildContext, sources: list[Record]) -> IdentityGate:
@@ -100,21 +85,6 @@ def _fit_gate(ctx: BuildContext, sources: list[Record]) -> IdentityGate:
     gate.fit(images(), [r.pid for r in sources], progress=advance)  # advances once a batch is embedded
     ctx.reporter.done("gate prototypes")
     return gate
-
-
-def _record_path(ctx: BuildContext, spec: ShardSpec) -> Path:
-    return ctx.work / "shards" / f"{spec.name}.json"
-
-
-def _completed(ctx: BuildContext, spec: ShardSpec, check_sha: bool = True) -> ShardResult | None:
-    """The shard's record if the tar on disk is complete and matches it."""
-    data = read_json(_record_path(ctx, spec))
-    if data is None:
-        return None
-    result = ShardResult.from_dict(data)
-    if check_sha and not shard_on_disk_matches(ctx.out, result):
-        return None
-    return result
 
 
 def _generate_shard(ctx: BuildContext, spec: ShardSpec, gen: Generation, advance: Callable[[int], None]) -> ShardResult:
