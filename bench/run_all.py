@@ -21,7 +21,11 @@ CPU_BENCHMARKS = (
     "read_throughput.py",
     "eval_rank.py",
     "related_methods.py",
+    "tar_writer_build.py",
+    "import_release.py",
 )
+# Long runs, started by hand (minutes to an hour): `build_cost_growth.py` (1k/10k/100k sources) and
+# `full_size_models.py` (the default models' architectures with random weights, ~10 GiB).
 GPU_BENCHMARKS = ("gpu_inpaint.py",)
 
 
