@@ -67,7 +67,9 @@ def write_source_shards(out: Path, shard_samples: int = 1000) -> list[Path]:
                 f"--include-source: no source root is recorded for {name} in {out / 'work' / name}; rerun its "
                 f"build (or import-release with --root) with the original images"
             )
-        keys = {split: {m["source_key"] for m in metas} for split, metas in shard_metas(out, entry).items()}
+        keys: dict[str, set[str]] = {s["split"]: set() for s in entry["shards"]}
+        for split, meta in shard_metas(out, entry):
+            keys[split].add(meta["source_key"])
         loaded = loaders.load(name, root)
         records = {split: [r for r in loaded[split] if r.key in wanted] for split, wanted in keys.items()}
         lost = sorted(k for split, wanted in keys.items() for k in wanted - {r.key for r in records[split]})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import tarfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,34 +56,27 @@ class BuiltSplit:
     target_outfits: int
 
 
-def shard_metas(out: Path, entry: dict) -> dict[str, list[dict]]:
-    """Per split, in shard order, the json of every sample of one build's shards (read with tarfile: no image is
-    decoded, nothing unpickled); a split whose shards hold no sample maps to []."""
-    rows: dict[str, list[dict]] = {s["split"]: [] for s in entry["shards"]}
+def shard_metas(out: Path, entry: dict) -> Iterator[tuple[str, dict]]:
+    """(split, json) of every sample of one build's shards, in shard order, one at a time (read with tarfile: no
+    image is decoded, nothing unpickled; a 1M-variant build never holds its metadata in memory at once)."""
     for shard in entry["shards"]:
         with tarfile.open(Path(out) / shard["path"]) as tar:
             for member in tar:
                 if member.name.endswith(".json"):
-                    rows[shard["split"]].append(json.load(tar.extractfile(member)))
-    return rows
+                    yield shard["split"], json.load(tar.extractfile(member))
 
 
 def built_splits(out: Path, entry: dict) -> list[BuiltSplit]:
-    """Per split, from the shards' json members (`shard_metas`)."""
+    """Per split, counted from the shards' json members (`shard_metas`): only the distinct values are kept."""
     shards = Counter(s["split"] for s in entry["shards"])
-    rows = shard_metas(out, entry)
-    return [
-        BuiltSplit(
-            split,
-            shards[split],
-            len(metas),
-            len({m["source_key"] for m in metas}),
-            len({m["pid"] for m in metas}),
-            len({m["source_clothes_id"] for m in metas}),
-            len({m["target_clothes_id"] for m in metas}),
-        )
-        for split, metas in rows.items()
-    ]
+    fields = ("source_key", "pid", "source_clothes_id", "target_clothes_id")
+    samples: Counter[str] = Counter()
+    seen: dict[str, dict[str, set]] = {split: {f: set() for f in fields} for split in shards}
+    for split, meta in shard_metas(out, entry):
+        samples[split] += 1
+        for f in fields:
+            seen[split][f].add(meta[f])
+    return [BuiltSplit(split, shards[split], samples[split], *(len(seen[split][f]) for f in fields)) for split in seen]
 
 
 def card_metadata(manifest: dict, include_source: bool = False) -> dict:
