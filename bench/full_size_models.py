@@ -23,7 +23,7 @@ The SegFormer's classifier (its last 1x1 convolution only) is recalibrated so th
 "Upper-clothes" each win on about half of the source pixels: random logits are nearly flat, and an all-background
 map would skip every source, an all-clothing one would make "outside-mask pixels unchanged" vacuous.
 
-Sources: an LTCC-layout tree of demo images (2 identities x 2 outfits x 2 images in train). Then, through the CLI:
+Sources: an LTCC-layout tree of demo images (2 identities x 2 outfits x 1 image in train). Then, through the CLI:
 
     dlcr-data build ltcc --root TREE --out OUT --limit 2 --variants 1 --steps 1 --captions-per-outfit 1
         --parser segformer --parser-model DIR --describer vlm --vlm-model DIR --llm-model DIR
@@ -77,7 +77,7 @@ GIB = 1024**3
 
 # -- sources ------------------------------------------------------------------------------------------------------
 def write_tree(root: Path) -> list[Image.Image]:
-    """2 training identities x 2 outfits x 2 images (+2 query, 2 test) from the rendered demo, in LTCC layout."""
+    """2 training identities x 2 outfits x 1 image (+2 query, 2 test) from the rendered demo, in LTCC layout."""
     from dlcr_data import loaders
 
     loaded = loaders.load("demo")
@@ -88,7 +88,9 @@ def write_tree(root: Path) -> list[Image.Image]:
     for clothes in sorted(by_outfit, key=lambda c: tuple(map(int, c.split("_")))):
         pids[by_outfit[clothes][0].pid].append(clothes)
     chosen = [pid for pid in sorted(pids) if len(pids[pid]) >= 2][:2]
-    picks = [("train", r) for pid in chosen for c in pids[pid][:2] for r in by_outfit[c][:2]]
+    # One image per outfit, so that the first two (the --limit 2 sources) wear different outfits: a build whose
+    # sources all wear one outfit has no target when the pool is cut to the sources (fixed by issue 12 item 1).
+    picks = [("train", by_outfit[c][0]) for pid in chosen for c in pids[pid][:2]]
     picks += [("query", r) for r in loaded.splits["query"][:2]] + [("test", r) for r in loaded.splits["gallery"][:2]]
     images = []
     for folder, r in picks:
@@ -171,11 +173,11 @@ def run_cli(cli_args: list[str], marks_path: Path, log_path: Path) -> dict:
 def intervals(marks: list[dict]) -> list[dict]:
     """Wall seconds and peak RSS (GiB) between consecutive marks, named after what runs there."""
     names = {
-        ("start", "parse:start"): "startup: imports, options, source listing, model checks",
-        ("parse:start", "parse:done"): "parse (SegFormer-B2, load + run)",
-        ("parse:done", "describe:start"): "describe: load LLaVA + Llama",
+        ("start", "parse:start"): "startup: imports, options, listing, model checks, load SegFormer",
+        ("parse:start", "parse:done"): "parse (SegFormer-B2)",
+        ("parse:done", "describe:start"): "load LLaVA + Llama (bf16 files -> fp32)",
         ("describe:start", "describe:done"): "describe (captions + summaries)",
-        ("describe:done", "generate:start"): "plan + load SD-1.5 inpainting",
+        ("describe:done", "generate:start"): "plan + load SD-1.5 inpainting (bf16 files -> fp32)",
         ("generate:start", "generate:done"): "generate (SD-1.5, 256x768)",
         ("generate:done", "exit"): "manifest, card, exit",
     }
