@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 DATA_ROOT_ENV = "DLCR_DATA_ROOT"
 
@@ -22,15 +25,29 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+@contextmanager
+def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO]:
+    """A temp file beside `path`, renamed onto it when the block ends without an error, deleted otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
-        tmp.write_bytes(data)
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+def write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
+    """Lines (each ending in a newline) streamed to the file: no joined copy held in memory."""
+    with atomic_file(path, "w") as f:
+        f.writelines(lines)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

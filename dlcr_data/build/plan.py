@@ -22,7 +22,7 @@ import numpy as np
 
 from dlcr_data.build.options import DEFAULT_PROMPT_TEMPLATE, DEFAULT_SIMILAR_FRACTION, SAMPLERS
 from dlcr_data.errors import UserError
-from dlcr_data.files import write_text_atomic
+from dlcr_data.files import write_lines_atomic
 from dlcr_data.records import Record, Skipped
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ def no_target_reason(
 
 
 def write_plan(plan: list[PlannedVariant], path: Path) -> None:
-    write_text_atomic(path, "".join(p.to_json() + "\n" for p in plan))
+    write_lines_atomic(path, (p.to_json() + "\n" for p in plan))  # streamed: 1M variants would be ~1 GiB joined
 
 
 def read_plan(path: Path) -> list[PlannedVariant]:
