@@ -33,7 +33,7 @@ in a fresh process whose stages are timed and whose peak RSS per stage is read f
 stage boundary). The shards are then checked as the tests do (every sample loads; outside the mask the pixels are
 the source's; the mask is the cached garment map's clothing mask).
 
-    .venv/bin/python bench/full_size_models.py                    # ~15-20 min on 2 cores, ~14 GB peak
+    .venv/bin/python bench/full_size_models.py                    # ~8 min on 2 cores, 16.4 GiB peak (4-layer LMs)
     .venv/bin/python bench/full_size_models.py --llm-layers 32    # the full VLM + LLM (needs ~64 GB in fp32)
 """
 

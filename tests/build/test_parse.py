@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from label_sets import SEGFORMER_B2_CLOTHES
+from parse_cases import DEMO_TO_CLASS, parser_for, random_images
 from PIL import Image
 from tiny_models import force_label
 
-from dlcr_data import loaders
-from dlcr_data.build import BuildOptions
-from dlcr_data.build.backends import lookup
 from dlcr_data.build.parse import (
     PARSERS,
     OracleParser,
@@ -23,35 +21,10 @@ from dlcr_data.build.parse import (
     load_garment_map,
     parse_records,
 )
-from dlcr_data.demo import DemoConfig
-from dlcr_data.demo.labels import ARMS, FACE, HAIR, LEGS, LOWER, SHOES, UPPER
 from dlcr_data.errors import UserError
-from dlcr_data.loaders.demo import Demo
 from dlcr_data.pretrained import ModelNotFound
 from dlcr_data.records import Record
 from dlcr_data.vocab.garments import CLASS_ID, CLASSES
-
-TINY_DEMO = DemoConfig(num_ids=4, images_per_camera=1)
-DEMO_TO_CLASS = {0: "background", HAIR: "hair", FACE: "face", UPPER: "upper", LOWER: "lower", SHOES: "shoes"}
-DEMO_TO_CLASS |= {ARMS: "skin", LEGS: "skin"}
-
-
-def parser_for(name: str, dataset: str, **options):
-    """The parser a build with these options uses (registry lookup, then `from_options`)."""
-    opts = BuildOptions(dataset, Path("out"), parser=name, **options)
-    return lookup(PARSERS, name, "parser").from_options(opts, loaders.get(dataset))
-
-
-@pytest.fixture(scope="module")
-def demo(demo_root_for) -> tuple[Path, list[Record]]:
-    loaded = Demo(TINY_DEMO).load(demo_root_for(TINY_DEMO))
-    return loaded.root, [r for recs in loaded.splits.values() for r in recs]
-
-
-def random_images(sizes: list[tuple[int, int]], seed: int = 0) -> list[Image.Image]:
-    rng = np.random.default_rng(seed)
-    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
-
 
 # -- SegFormer -------------------------------------------------------------------------------------------------
 
