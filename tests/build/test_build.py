@@ -202,7 +202,10 @@ def test_ctrl_c_leaves_only_complete_shards(tiny_demo, tmp_path):
     for attempt in range(3):
         out = tmp_path / f"interrupted-{attempt}"
         argv = cli_build(tiny_demo, out, "--batch-size", "1", shard_samples=3)
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # SIGINT at its default in the child: a shell that runs the suite in the background ignores SIGINT, the
+        # child would inherit that, and Python would then never raise KeyboardInterrupt.
+        restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=restore)
         deadline = time.monotonic() + 120
         while not list((out / "demo").glob("train-*.tar")) and time.monotonic() < deadline:
             time.sleep(0.005)
