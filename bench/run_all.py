@@ -25,7 +25,8 @@ CPU_BENCHMARKS = (
     "import_release.py",
 )
 # Long runs, started by hand (minutes to an hour): `build_cost_growth.py` (1k/10k/100k sources) and
-# `full_size_models.py` (the default models' architectures with random weights, ~10 GiB).
+# `full_size_models.py` (the default models' architectures with random weights, ~10 GiB), `render_generator.py` (the
+# demo's oracle generator against recolor, whole-demo builds through the CLI, ~5 min).
 GPU_BENCHMARKS = ("gpu_inpaint.py",)
 
 

@@ -12,7 +12,8 @@ row uses the DLCR model of (b) instead).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+import statistics
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dlcr_data.build import BuildOptions, build
@@ -23,24 +24,23 @@ from dlcr_data.reid.config import TrainConfig
 PROTOCOLS = ("general", "cc")
 
 
-RECIPES = ("demo",)  # datasets this recipe (image size, epochs, lr, from-scratch net) was made for
+DATASETS = ("demo",)  # datasets whose recipe (reid.recipes) trains in minutes on a CPU
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """The demo recipe: a small from-scratch ResNet at the demo's 128x64, DLCR's schedule scaled to `epochs`."""
+    """Every run trains with the dataset's recipe (`reid.recipes`; the demo's: a small from-scratch ResNet at
+    128x64, CAL's and DLCR's 60-epoch schedule scaled to 30 epochs); `train` overrides any of its values."""
 
-    dataset: str = "demo"  # one of RECIPES
+    dataset: str = "demo"  # one of DATASETS
     out: Path = Path("out/demo")  # the build (reused when it is already there) and `experiment/`
     root: str | None = None
     variants: int = 10
-    epochs: int = 30  # 12 underfits a from-scratch net (train accuracy ~0.3); 30 is ~1.2 + ~2.5 min on 2 cores
-    lr: float = 1e-3  # CAL's 3.5e-4 is tuned for an ImageNet-pretrained ResNet-50; from scratch it learns too slowly
-    scratch: str = "resnet-small"
-    batch_p: int = 8
-    batch_k: int = 4
     refine: int = 4  # DLCR's test-time refinement used 4 variant sets
-    seed: int = 1
+    epochs: int | None = None  # None: the recipe's
+    seed: int | None = None  # the first training seed; None: the recipe's
+    seeds: int = 1  # training seeds per row (seed, seed + 1, ...): rows report mean and std over them
+    train: dict = field(default_factory=dict)  # other TrainConfig values for every run (e.g. a tiny net in tests)
     all: bool = False  # also the related methods' rows (clone, swap, similarity-diversity, teacher + FG head, gate)
 
 
@@ -54,69 +54,76 @@ class ExperimentRun:
 
 
 def run_experiment(config: ExperimentConfig, reporter=None) -> dict:
-    if config.dataset not in RECIPES:
-        recipes = ", ".join(RECIPES)
-        raise UserError(f"`experiment` has a recipe for {recipes} only, not {config.dataset!r}; use train and evaluate")
+    if config.dataset not in DATASETS:
+        raise UserError(
+            f"`experiment` runs on {', '.join(DATASETS)} only, not {config.dataset!r}; use train and evaluate"
+        )
     from dlcr_data.reid.evaluate import evaluate_checkpoint  # torch: imported when an experiment runs, not for --help
     from dlcr_data.reid.train import train
 
+    if config.seeds < 1:
+        raise UserError("--seeds must be at least 1")
     out = Path(config.out)
     _build(config, out, reporter)
-    base = TrainConfig(
-        dataset=config.dataset,
-        root=config.root,
-        scratch=config.scratch,
-        image_size=(128, 64),
-        epochs=config.epochs,
-        lr=config.lr,
-        schedule_epochs=60,  # DLCR's 60-epoch schedule (milestones, progressive thresholds) scaled to this run
-        batch_p=config.batch_p,
-        batch_k=config.batch_k,
-        seed=config.seed,
-        out=str(out / "experiment" / "originals"),
-    )
-    runs = [ExperimentRun("originals", base), ExperimentRun("dlcr", _paired(base, out, "dlcr"), out)]
-    checkpoints = {}
-    for run in runs:
-        checkpoints[run.name] = train(run.train, reporter)
+    runs = [
+        ExperimentRun("originals", _train_config(config, None, "originals")),
+        ExperimentRun("dlcr", _train_config(config, out, "dlcr"), out),
+    ]
+    first_seed = runs[0].train.seed
+    seeds = list(range(first_seed, first_seed + config.seeds))
+    checkpoints: dict[tuple[str, int], Path] = {}
+
+    def train_all(batch: list[ExperimentRun]) -> None:
+        for run in batch:
+            for seed in seeds:
+                checkpoints[run.name, seed] = train(_seeded(run.train, seed), reporter)
+
+    train_all(runs)
     if config.all:
-        teacher = checkpoints["originals"]  # trained on real images only: DG-Net's teacher, CLIP3DReID's gate
+        # trained on real images only (the first seed's): DG-Net's teacher, CLIP3DReID's gate
+        teacher = checkpoints["originals", first_seed]
         builds = {
             "clone": {"generator": "clone"},
             "swap": {"generator": "swap"},
             "similarity-diversity": {"sampler": "similarity-diversity"},
             "identity gate": {"identity_gate": str(teacher)},
             # the gate is only as clothes-blind as its model: the same gate with the DLCR model of (b)
-            "identity gate, DLCR model": {"identity_gate": str(checkpoints["dlcr"])},
+            "identity gate, DLCR model": {"identity_gate": str(checkpoints["dlcr", first_seed])},
         }
+        extra = []
         for name, options in builds.items():
             folder = _build(config, out / "experiment" / "builds" / _slug(name), reporter, **options)
-            runs.append(ExperimentRun(f"dlcr, {name}", _paired(base, folder, name), folder))
+            extra.append(ExperimentRun(f"dlcr, {name}", _train_config(config, folder, name), folder))
         teacher_run = replace(
-            _paired(base, out, "teacher + fine-grained head"),
+            _train_config(config, out, "teacher + fine-grained head"),
             gen_label="teacher",
             teacher=str(teacher),
             fine_grained_head=True,
         )
-        runs.append(ExperimentRun("dlcr, teacher labels + fine-grained head", teacher_run, out))
-        for run in runs[2:]:
-            checkpoints[run.name] = train(run.train, reporter)
+        extra.append(ExperimentRun("dlcr, teacher labels + fine-grained head", teacher_run, out))
+        train_all(extra)
+        runs += extra
     rows = []
     for run in runs:
-        result = evaluate_checkpoint(
-            checkpoints[run.name],
-            config.dataset,
-            config.root,
-            refine=config.refine if run.build is not None else 0,
-            expanded=str(run.build or out),
-            protocols=PROTOCOLS,
-            out=Path(run.train.out) / "eval",
-        )
-        rows.append(_row(run.name, result["protocols"]))
-        if "refined" in result:
-            rows.append(_row(f"{run.name} + refine (K={config.refine})", result["refined"]))
+        results = [
+            evaluate_checkpoint(
+                checkpoints[run.name, seed],
+                config.dataset,
+                config.root,
+                refine=config.refine if run.build is not None else 0,
+                expanded=str(run.build or out),
+                protocols=PROTOCOLS,
+                out=Path(_seeded(run.train, seed).out) / "eval",
+            )
+            for seed in seeds
+        ]
+        rows.append(_row(run.name, [r["protocols"] for r in results]))
+        if "refined" in results[0]:
+            rows.append(_row(f"{run.name} + refine (K={config.refine})", [r["refined"] for r in results]))
     experiment = {
         "rows": rows,
+        "epochs": runs[0].train.epochs,
+        "seeds": seeds,
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in config.__dict__.items()},
     }
     write_json_atomic(out / "experiment.json", experiment)
@@ -131,13 +138,30 @@ def _build(config: ExperimentConfig, out: Path, reporter, **options) -> Path:
     return out
 
 
-def _paired(base: TrainConfig, build: Path, name: str) -> TrainConfig:
-    return replace(base, expanded=str(build), out=str(Path(base.out).parent / _slug(name)))
+def _train_config(config: ExperimentConfig, build: Path | None, name: str) -> TrainConfig:
+    """The recipe's run (DLCR's stage 2 with `build`), with the experiment's overrides, into experiment/<name>."""
+    from dlcr_data.reid.recipes import resolve
+
+    out = Path(config.out) / "experiment" / _slug(name)
+    overrides = {"epochs": config.epochs, "seed": config.seed, **config.train}
+    return resolve(config.dataset, str(build) if build else None, root=config.root, out=str(out), **overrides)
+
+
+def _seeded(run: TrainConfig, seed: int) -> TrainConfig:
+    return replace(run, seed=seed, out=str(Path(run.out) / f"seed-{seed}"))
 
 
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def _row(name: str, protocols: dict) -> dict:
-    return {"name": name, **{p: {"rank1": protocols[p]["rank1"], "mAP": protocols[p]["mAP"]} for p in PROTOCOLS}}
+def _row(name: str, per_seed: list[dict]) -> dict:
+    """Mean and std (population, over seeds) of rank-1 and mAP per protocol, the queries each counts, and every
+    seed's figures."""
+    row: dict = {"name": name}
+    for p in PROTOCOLS:
+        figures = {key: [r[p][key] for r in per_seed] for key in ("rank1", "mAP")}
+        row[p] = {key: statistics.fmean(v) for key, v in figures.items()}
+        row[p] |= {f"{key}_std": statistics.pstdev(v) for key, v in figures.items()}
+        row[p] |= {"queries": per_seed[0][p]["num_valid"], "per_seed": figures}
+    return row

@@ -124,7 +124,8 @@ class SampleMeta:
     body_shape_vocabulary: String  # "shapy-21" or ""
     body_shape_scores: Float32List
     body_shape_top: String  # the top words, comma-separated
-    # Identity gate: the gate model and this sample's cosine to its identity prototype (null when not gated).
+    # Identity gate: the gate model and this sample's cosine to its identity prototype (train split) or to its
+    # source image (query, gallery: no test label is used); null when not gated.
     gate_model: String
     gate_score: Float32
 

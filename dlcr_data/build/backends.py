@@ -3,7 +3,7 @@
 Each backend family is a `{cls.name: cls}` map of classes, as `dlcr_data.loaders.DATASETS` is: `parse.PARSERS`,
 `describe.DESCRIBERS`, `generate.GENERATORS`, `annotate.body_shape.SHAPE_SCORERS`. A class says what it is
 without being built (no model loads, no torch import): its `name`, the model it loads by default and the build
-option that names it; `from_options` builds it for a build.
+option that names it; `check_dataset` refuses a dataset it cannot work on; `from_options` builds it for a build.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ class Backend:
             return {}
         value = getattr(opts, option_field(cls.model_option))
         return {cls.model_option: value or cls.default_model}
+
+    @classmethod
+    def check_dataset(cls, spec: SourceDataset) -> None:
+        """A one-line UserError when this backend cannot work on dataset `spec` (read from its traits): raised when
+        the backends are chosen, before any work. Most backends work on any dataset."""
 
     @classmethod
     def from_options(cls, opts: BuildOptions, spec: SourceDataset) -> Self:

@@ -99,11 +99,12 @@ def _manifest_entry(ctx: BuildContext, results: list[ShardResult], num_outfits: 
         "skipped": ctx.skipped + shard_skips,
     }
     if opts.identity_gate:
-        from dlcr_data.build.annotate.gate import DEFAULT_THRESHOLD
+        from dlcr_data.build.annotate.gate import DEFAULT_THRESHOLD, GATE_RULE
 
         rejected = [x for r in results for x in r.rejected]
         entry["gate"] = {
             "model": published_ref(opts.identity_gate),
+            "rule": GATE_RULE,  # which keep/reject rule decided (none recorded: test labels decided, before issue 11)
             "threshold": DEFAULT_THRESHOLD if opts.gate_threshold is None else opts.gate_threshold,
             "kept": entry["totals"]["samples"],
             "rejected": len(rejected),

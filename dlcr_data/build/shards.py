@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from dlcr_data.build.options import IMAGE_FORMATS
-from dlcr_data.build.plan import PlannedVariant
+from dlcr_data.build.plan import PlanFile, PlannedVariant, Span
 from dlcr_data.files import sha256_file, temp_name, write_json_atomic
 from dlcr_data.manifest import read_json
 from dlcr_data.records import SAMPLE_SCHEMA, Skipped
@@ -32,19 +32,30 @@ if TYPE_CHECKING:
     from dlcr_data.progress import Reporter
 
 SAMPLE_FIELDS: tuple[str, ...] = tuple(SAMPLE_SCHEMA)
+ReadRows = Callable[[tuple[Span, ...]], tuple[PlannedVariant, ...]]  # a plan's rows at some spans
 
 
 @dataclass(frozen=True)
 class ShardSpec:
-    """What one shard will hold, decided by the plan alone."""
+    """What one shard will hold, decided by the plan alone: `size` variants at `spans` of the plan (byte ranges of
+    plan.jsonl, or positions in a plan list), read on demand: a build holds one shard's rows at a time."""
 
     split: str
     index: int
-    variants: tuple[PlannedVariant, ...]
+    size: int
+    spans: tuple[Span, ...]
+    read: ReadRows = field(compare=False, repr=False)
 
     @property
     def name(self) -> str:
         return f"{self.split}-{self.index:05d}.tar"
+
+    @property
+    def variants(self) -> tuple[PlannedVariant, ...]:
+        rows = self.read(self.spans)
+        if len(rows) != self.size:  # plan.jsonl changed under the build
+            raise RuntimeError(f"shard {self.name}: {len(rows)} planned variants read, {self.size} expected")
+        return rows
 
 
 @dataclass
@@ -67,31 +78,78 @@ class ShardResult:
         return cls(**{**d, "skipped": [Skipped(**s) for s in d.get("skipped", [])]})
 
 
-def assign_shards(plan: Iterable[PlannedVariant], shard_samples: int) -> list[ShardSpec]:
+def assign_shards(plan: PlanFile | Iterable[PlannedVariant], shard_samples: int) -> list[ShardSpec]:
     """Cut each split's plan, in plan order, into shards of at most `shard_samples` variants.
 
     All variants of one source image stay in one shard, so a source skipped at generation time (empty mask,
-    unreadable image) never changes another shard's content.
+    unreadable image) never changes another shard's content. A `PlanFile` is cut from where its sources' rows
+    are (its rows stay on disk); a list of variants is cut the same way and its shards read from the list.
     """
-    by_split: dict[str, list[list[PlannedVariant]]] = {}
-    for v in plan:
-        groups = by_split.setdefault(v.split, [])
-        if groups and groups[-1][0].source_key == v.source_key:
-            groups[-1].append(v)
-        else:
-            groups.append([v])
-    specs: list[ShardSpec] = []
-    for split, groups in by_split.items():
-        current: list[PlannedVariant] = []
-        index = 0
-        for group in groups:
-            if current and len(current) + len(group) > shard_samples:
-                specs.append(ShardSpec(split, index, tuple(current)))
-                index, current = index + 1, []
-            current.extend(group)
-        if current:
-            specs.append(ShardSpec(split, index, tuple(current)))
-    return specs
+    if isinstance(plan, PlanFile):
+        return _cut(((s.split, s.source_key, s.start, s.end, s.rows) for s in plan.sources), shard_samples, plan.read)
+    rows = list(plan)
+
+    def read(spans: tuple[Span, ...]) -> tuple[PlannedVariant, ...]:
+        return tuple(v for start, end in spans for v in rows[start:end])
+
+    return _cut(((v.split, v.source_key, i, i + 1, 1) for i, v in enumerate(rows)), shard_samples, read)
+
+
+def _cut(groups: Iterable[tuple[str, str, int, int, int]], shard_samples: int, read: ReadRows) -> list[ShardSpec]:
+    """Shards from (split, source key, start, end, rows) items in plan order; consecutive items of one source
+    (within its split) form a group, and a group that would overflow the current shard starts the next one."""
+    cutters: dict[str, _SplitCutter] = {}  # splits in first-seen order, as the shards are listed
+    for split, key, start, end, n in groups:
+        if split not in cutters:
+            cutters[split] = _SplitCutter(split, shard_samples, read)
+        cutters[split].add(key, start, end, n)
+    return [spec for cutter in cutters.values() for spec in cutter.finish()]
+
+
+class _SplitCutter:
+    """One split's shards, cut while the plan streams by: the open shard and the source group being read."""
+
+    def __init__(self, split: str, limit: int, read: ReadRows) -> None:
+        self.split, self.limit, self.read = split, limit, read
+        self.specs: list[ShardSpec] = []
+        self.spans: list[Span] = []
+        self.size = 0
+        self.key: str | None = None
+        self.group: list[Span] = []
+        self.group_size = 0
+
+    def add(self, key: str, start: int, end: int, n: int) -> None:
+        if key != self.key:
+            self._close_group()
+            self.key = key
+        _extend(self.group, start, end)
+        self.group_size += n
+
+    def _close_group(self) -> None:
+        if self.size and self.size + self.group_size > self.limit:
+            self._emit()
+        for start, end in self.group:
+            _extend(self.spans, start, end)
+        self.size += self.group_size
+        self.group, self.group_size = [], 0
+
+    def _emit(self) -> None:
+        self.specs.append(ShardSpec(self.split, len(self.specs), self.size, tuple(self.spans), self.read))
+        self.spans, self.size = [], 0
+
+    def finish(self) -> list[ShardSpec]:
+        self._close_group()
+        if self.size:
+            self._emit()
+        return self.specs
+
+
+def _extend(spans: list[Span], start: int, end: int) -> None:
+    """Appends [start, end), merged into the last span when they touch: a shard is usually one range."""
+    if spans and spans[-1][1] == start:
+        spans[-1] = (spans[-1][0], end)
+    else:
+        spans.append((start, end))
 
 
 def encode_image(image: Image.Image, fmt: str) -> bytes:
@@ -272,7 +330,7 @@ def run_shards(
     folder.state.wait_for_everyone()  # every process decided `todo` before anyone writes a shard
     if todo:
         write_one = start()
-        advance = reporter.stage(stage, sum(len(s.variants) for s in todo))
+        advance = reporter.stage(stage, sum(s.size for s in todo))
         with folder.state.split_between_processes(todo) as mine:
             for spec in mine:
                 write_json_atomic(shard_record_path(folder, spec), write_one(spec, advance).to_dict())

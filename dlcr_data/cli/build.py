@@ -150,7 +150,10 @@ def build(
     ] = _default("identity_gate"),
     gate_threshold: Annotated[
         float | None,
-        typer.Option(help="Identity gate: minimum cosine to the identity prototype.", rich_help_panel=ANNOTATE),
+        typer.Option(
+            help="Identity gate: minimum cosine to the identity prototype (train) or the source image (other splits).",
+            rich_help_panel=ANNOTATE,
+        ),
     ] = _default("gate_threshold"),
     image_format: Annotated[
         str, typer.Option(help="png | jpg for the generated image member.", rich_help_panel=RUNTIME)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ import typer
 from rich.table import Table
 
 from dlcr_data.build import BuildOptions
-from dlcr_data.cli.common import RootOption, console, csv_text, default, pair, pair_text
+from dlcr_data.cli.common import RootOption, console, csv, csv_text, default, pair, pair_text
 from dlcr_data.errors import UserError
 from dlcr_data.experiment import ExperimentConfig
 from dlcr_data.reid.config import EvaluateOptions, TrainConfig
@@ -23,49 +24,74 @@ def _default(name: str):
     return default(TrainConfig, name)
 
 
+RECIPE = "the dataset's recipe"  # the default of every option a recipe sets (`dlcr_data.reid.recipes`)
+
+
+def _recipe(help_text: str, panel: str = OPTIM, **kw) -> typer.Option:
+    return typer.Option(help=f"{help_text} [default: {RECIPE}]", rich_help_panel=panel, show_default=False, **kw)
+
+
 def train(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Argument(help="Dataset name (see `dlcr-data datasets`).")],
     out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, history, training curve.")],
     root: RootOption = None,
     expanded: Annotated[
-        str | None, typer.Option(help="A build folder or Hub repo: DLCR pairing with its train variants.")
+        str | None,
+        typer.Option(
+            help="A build folder or Hub repo: DLCR's stage 2 (pairing + progressive learning) on its variants."
+        ),
     ] = _default("expanded"),
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the resolved config and each value's source as JSON; train nothing."),
+    ] = False,
     backbone: Annotated[
         str, typer.Option(help="transformers backbone: HF id or local dir.", rich_help_panel=MODEL)
     ] = _default("backbone"),
     scratch: Annotated[
-        str | None,
-        typer.Option(
-            help="From-scratch preset instead of --backbone (resnet-tiny, resnet-small).", rich_help_panel=MODEL
-        ),
-    ] = _default("scratch"),
-    method: Annotated[
-        str, typer.Option(help="baseline | cal (clothes-based adversarial loss).", rich_help_panel=MODEL)
-    ] = _default("method"),
-    epochs: Annotated[
-        int, typer.Option(min=1, help="Epochs (a rerun with more epochs continues).", rich_help_panel=OPTIM)
-    ] = _default("epochs"),
-    batch_p: Annotated[int, typer.Option(min=1, help="Identities per batch.", rich_help_panel=OPTIM)] = _default(
-        "batch_p"
-    ),
-    batch_k: Annotated[
-        int, typer.Option(min=1, help="Images per identity (pairing doubles the batch).", rich_help_panel=OPTIM)
-    ] = _default("batch_k"),
-    lr: Annotated[float, typer.Option(help="Adam learning rate.", rich_help_panel=OPTIM)] = _default("lr"),
-    image_size: Annotated[str, typer.Option(help="Input H x W.", metavar="HxW", rich_help_panel=MODEL)] = pair_text(
-        _default("image_size")
-    ),
-    cal_start_epoch: Annotated[
-        int, typer.Option(min=0, help="Epoch at which CAL's clothes losses start.", rich_help_panel=OPTIM)
-    ] = _default("cal_start_epoch"),
+        str | None, _recipe("From-scratch preset instead of --backbone (resnet-tiny, resnet-small).", MODEL)
+    ] = None,
+    method: Annotated[str | None, _recipe("baseline | cal (clothes-based adversarial loss).", MODEL)] = None,
+    image_size: Annotated[str | None, _recipe("Input H x W.", MODEL, metavar="HxW")] = None,
+    pooling: Annotated[str | None, _recipe("avg | gem | max | maxavg (max and avg concatenated).", MODEL)] = None,
+    seq_len: Annotated[int | None, _recipe("Frames per training clip (1: an image model).", MODEL, min=1)] = None,
+    sampling_stride: Annotated[int | None, _recipe("Frames between a clip's frames.", MODEL, min=1)] = None,
+    epochs: Annotated[int | None, _recipe("Epochs (a rerun with more epochs continues).", min=1)] = None,
+    batch_p: Annotated[int | None, _recipe("Identities per batch.", min=1)] = None,
+    batch_k: Annotated[int | None, _recipe("Images per identity (pairing doubles the batch).", min=1)] = None,
+    lr: Annotated[float | None, _recipe("Adam learning rate.")] = None,
+    weight_decay: Annotated[float | None, _recipe("Adam weight decay.", min=0.0)] = None,
+    lr_milestones: Annotated[str | None, _recipe("Epochs at which the lr is multiplied by 0.1, e.g. 20,40.")] = None,
+    label_smoothing: Annotated[
+        float | None, _recipe("Label smoothing of the identity cross-entropy.", min=0.0, max=1.0)
+    ] = None,
+    triplet_weight: Annotated[
+        float | None, _recipe("Weight of the batch-hard triplet loss (0: none).", min=0.0)
+    ] = None,
+    triplet_distance: Annotated[
+        str | None, _recipe("cosine (CAL: normalised BN feature) | euclidean (feature before BN).")
+    ] = None,
+    augmentation: Annotated[str | None, _recipe("cal (CAL's crop, flip, erasing) | none.")] = None,
+    cal_start_epoch: Annotated[int | None, _recipe("Epoch at which CAL's clothes losses start.", min=0)] = None,
     schedule_epochs: Annotated[
-        int | None,
-        typer.Option(
-            help="Scale milestones/CAL start/progressive thresholds written for N epochs.", rich_help_panel=OPTIM
-        ),
-    ] = _default("schedule_epochs"),
+        int | None, _recipe("Scale milestones/CAL start/progressive thresholds written for N epochs.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed.", rich_help_panel=OPTIM)] = _default("seed"),
+    cache: Annotated[
+        str, typer.Option(help="Decoded images in memory: auto (when they fit) | on | off (decode in workers).")
+    ] = _default("cache"),
+    num_workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="DataLoader workers decoding images [default: up to 4].", show_default=False),
+    ] = _default("num_workers"),
+    eval_every: Annotated[
+        int, typer.Option(min=0, help="Evaluate on the VALIDATION split every N epochs (PRCC, LaST); 0: never.")
+    ] = _default("eval_every"),
+    keep_best: Annotated[
+        bool,
+        typer.Option("--keep-best", help="With --eval-every: also keep the best-on-validation checkpoint (best/)."),
+    ] = _default("keep_best"),
     gen_label: Annotated[
         str,
         typer.Option(
@@ -121,25 +147,39 @@ def train(
         "overwrite"
     ),
 ) -> None:
-    """Train the reference ReID model (ResNet + BN-neck; CE + triplet; optional CAL).
+    """Train the reference ReID model with the dataset's recipe (CAL's released configs; `--dry-run` shows it).
 
-    Optionally with DLCR pairing and progressive learning on a build's variants, DG-Net's teacher labels and
-    fine-grained head, CLIP3DReID's CLIP distillation. `accelerate launch -m dlcr_data train ...` for multi-GPU."""
+    With --expanded, DLCR's stage 2: pairing and progressive learning on a build's variants. Optionally DG-Net's
+    teacher labels and fine-grained head, CLIP3DReID's CLIP distillation. `accelerate launch -m dlcr_data train ...`
+    for several GPUs."""
+    from dlcr_data.reid.recipes import resolve, sources
+
+    params = {k: v for k, v in ctx.params.items() if k not in ("dataset", "expanded", "dry_run")}
+    params |= {"out": str(out), "root": str(root) if root else None}
+    if image_size is not None:
+        params["image_size"] = pair(image_size, "--image-size", "384x192 (H x W)")
+    if lr_milestones is not None:
+        params["lr_milestones"] = _int_list(lr_milestones, "--lr-milestones")
+    config = resolve(dataset, expanded, **params)
+    if dry_run:
+        typer.echo(
+            json.dumps({"config": config.to_dict(), "sources": sources(dataset, expanded is not None)}, indent=2)
+        )
+        return
     from dlcr_data.progress import RichReporter
     from dlcr_data.reid.train import train as run_train
 
-    config = TrainConfig(
-        **{
-            **ctx.params,  # every option is a TrainConfig field of the same name; these need parsing
-            "out": str(out),
-            "root": str(root) if root else None,
-            "image_size": pair(image_size, "--image-size", "256x128 (H x W)"),
-        }
-    )
     with RichReporter(console) as reporter:
         checkpoint = run_train(config, reporter)
     console.print(f"checkpoint: {checkpoint}")
     console.print(f"training curve: {Path(out) / 'training_curve.png'}")
+
+
+def _int_list(value: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in csv(value))
+    except ValueError:
+        raise UserError(f"{option} must be comma-separated integers, e.g. 20,40, not {value!r}") from None
 
 
 def evaluate(
@@ -152,9 +192,17 @@ def evaluate(
     expanded: Annotated[
         str | None, typer.Option(help="Build folder or Hub repo holding query variants (for --refine).")
     ] = default(EvaluateOptions, "expanded"),
-    top_ids: Annotated[int, typer.Option(min=1, help="Top gallery identities refinement re-scores.")] = default(
-        EvaluateOptions, "top_ids"
-    ),
+    top_ids: Annotated[
+        int, typer.Option(min=1, help="Top gallery entries refinement re-scores: images (dlcr) or identities.")
+    ] = default(EvaluateOptions, "top_ids"),
+    refine_rule: Annotated[
+        str,
+        typer.Option(
+            "--refine-rule",
+            help="dlcr: DLCR's released rule (docs/dlcr-method.md §4) | identity: ours, every entry of a voted "
+            "identity rises.",
+        ),
+    ] = default(EvaluateOptions, "refine_rule"),
     out: Annotated[
         Path | None, typer.Option(help="Where metrics.json and cmc.png go (default CHECKPOINT/eval).")
     ] = None,
@@ -175,6 +223,7 @@ def evaluate(
                 refine=refine,
                 expanded=expanded,
                 top_ids=top_ids,
+                refine_rule=refine_rule,
                 batch_size=batch_size,
                 out=out,
             )
@@ -184,7 +233,7 @@ def evaluate(
     table = Table(title=f"{dataset}: {checkpoint}")
     for col in ("protocol", "rank-1", "rank-5", "rank-10", "mAP", "mINP", "queries"):
         table.add_column(col, justify="left" if col == "protocol" else "right")
-    for kind, suffix in (("protocols", ""), ("refined", f" + refine K={refine}")):
+    for kind, suffix in (("protocols", ""), ("refined", f" + refine K={refine} {refine_rule}")):
         for name, m in result.get(kind, {}).items():
             table.add_row(
                 name + suffix,
@@ -202,12 +251,16 @@ def experiment(
     out: Annotated[Path, typer.Option(help="Build folder (reused when present) and experiment outputs.")] = default(
         ExperimentConfig, "out"
     ),
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs of each training run (same budget for both).")] = default(
-        ExperimentConfig, "epochs"
-    ),
+    epochs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Epochs of every training run [default: the recipe's].", show_default=False),
+    ] = default(ExperimentConfig, "epochs"),
     refine: Annotated[int, typer.Option(min=0, help="Query variants for test-time refinement.")] = default(
         ExperimentConfig, "refine"
     ),
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Training seeds per row; rows show mean ± std over them.")
+    ] = default(ExperimentConfig, "seeds"),
     all_rows: Annotated[
         bool,
         typer.Option(
@@ -223,17 +276,26 @@ def experiment(
     from dlcr_data.experiment import run_experiment
     from dlcr_data.progress import RichReporter
 
-    config = ExperimentConfig(dataset=dataset, out=out, epochs=epochs, refine=refine, all=all_rows)
+    config = ExperimentConfig(dataset=dataset, out=out, epochs=epochs, refine=refine, seeds=seeds, all=all_rows)
     with RichReporter(console) as reporter:
         result = run_experiment(config, reporter)
-    table = Table(title=f"DLCR on the demo ({epochs} epochs each; rank-1 / mAP in %)")
+    first = result["rows"][0] if result["rows"] else {}
+    queries = ", ".join(f"{p} {first[p]['queries']}" for p in ("general", "cc") if p in first)
+    title = f"DLCR on the {dataset} ({result['epochs']} epochs each; rank-1 / mAP in %"
+    title += f"; mean ± std over seeds {', '.join(map(str, result.get('seeds', [])))}; queries: {queries})"
+    table = Table(title=title)
     for col in ("run", "general rank-1", "general mAP", "CC rank-1", "CC mAP"):
         table.add_column(col, justify="left" if col == "run" else "right")
     for row in result["rows"]:
-        g, c = row["general"], row["cc"]
-        table.add_row(row["name"], f"{g['rank1']:.1f}", f"{g['mAP']:.1f}", f"{c['rank1']:.1f}", f"{c['mAP']:.1f}")
+        cells = [_mean_std(row[p], key) for p in ("general", "cc") for key in ("rank1", "mAP")]
+        table.add_row(row["name"], *cells)
     console.print(table)
     console.print(f"results: {Path(out) / 'experiment.json'}")
+
+
+def _mean_std(figures: dict, key: str) -> str:
+    std = figures.get(f"{key}_std")
+    return f"{figures[key]:.1f}" + (f" ± {std:.1f}" if std is not None and len(figures["per_seed"][key]) > 1 else "")
 
 
 def build_command(options: BuildOptions) -> str:

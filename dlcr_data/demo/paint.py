@@ -50,6 +50,11 @@ def _second_tone(rgb: np.ndarray) -> np.ndarray:
     return rgb * 0.55 if lum > 110 else rgb + (255 - rgb) * 0.45
 
 
+def denim_grain(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """The multiplicative noise of jeans, (h, w) float32 around 1."""
+    return 1 + 0.08 * rng.standard_normal((h, w), dtype=np.float32)
+
+
 def _pattern(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Where the second tone goes, in body units (fractions of the figure height); about a third of the area."""
     if kind == "striped":
@@ -68,11 +73,13 @@ def paint(
     cam: Camera,
     rng: np.random.Generator,
     supersample: int,
+    grain: np.ndarray | None = None,
 ) -> np.ndarray:
     """RGB float32 image, `supersample` times smaller than the label map (box filter).
 
     `body` is (centre x, shoulder y, figure height) in label-map pixels. The background is drawn at the output
-    size and blended by the person's coverage of each output pixel: the same box filter, 4x less work.
+    size and blended by the person's coverage of each output pixel: the same box filter, 4x less work. `grain`
+    (`denim_grain`, label-map size) textures the lower garment: jeans get one, other bottoms None.
     """
     h, w = labels.shape
     cx, y_sh, hp = body
@@ -89,8 +96,7 @@ def paint(
     if o.pattern != "plain":
         spots = (labels == UPPER) & _pattern(o.pattern, u, v)
         col[spots] = _second_tone(base[UPPER])
-    if o.bottom == "jeans":  # denim grain
-        grain = 1 + 0.08 * rng.standard_normal((h, w), dtype=np.float32)
+    if grain is not None:
         col *= np.where(labels == LOWER, grain, 1)[..., None]
 
     # Round body (darker towards the flanks), light from above, plus the drawn shade marks.

@@ -19,8 +19,9 @@ import numpy as np
 from PIL import Image
 
 from dlcr_data.demo.figure import Canvas, Pose, draw_person
+from dlcr_data.demo.identity import Outfit
 from dlcr_data.demo.labels import LABELS
-from dlcr_data.demo.paint import expose, paint
+from dlcr_data.demo.paint import denim_grain, expose, paint
 from dlcr_data.demo.plan import CAMERAS, FORMAT_VERSION, SPLIT_FOLDERS, DemoConfig, Plan, Shot
 from dlcr_data.errors import UserError
 from dlcr_data.files import default_data_root
@@ -44,10 +45,16 @@ def _plan(config: DemoConfig) -> Plan:
     return Plan(config)
 
 
-def render_shot(config: DemoConfig, shot: Shot) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB uint8 HxWx3, label map uint8 HxW) of one shot; depends only on the config and the shot."""
+def render_shot(config: DemoConfig, shot: Shot, outfit: Outfit | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB uint8 HxWx3, label map uint8 HxW) of one shot; depends only on the config, the shot and `outfit`.
+
+    `outfit` (default: the one the shot's person wears) redraws the shot in another outfit: the same person, pose,
+    camera, background, light and sensor noise, since the shot's random stream is spent exactly as for its own
+    outfit (the `render` generator's oracle). Only the garments, and what they cover or uncover, differ.
+    """
     plan = _plan(config)
-    traits, outfit, cam = plan.people[shot.pid].traits, plan.outfit(shot), CAMERAS[shot.cam - 1]
+    traits, worn, cam = plan.people[shot.pid].traits, plan.outfit(shot), CAMERAS[shot.cam - 1]
+    outfit = outfit or worn
     rng = np.random.default_rng([config.seed, 5, shot.pid, shot.cloth, shot.cam, shot.index])
     w, h = config.width * SUPERSAMPLE, config.height * SUPERSAMPLE
     hp = cam.scale * traits.height * rng.uniform(0.96, 1.04) * h
@@ -62,7 +69,13 @@ def render_shot(config: DemoConfig, shot: Shot) -> tuple[np.ndarray, np.ndarray]
     cv = Canvas(w, h)
     cx, y_sh = draw_person(cv, traits, outfit, pose)
     labels = np.asarray(cv.labels)
-    img = paint(labels, np.asarray(cv.shade), traits, outfit, (cx, y_sh, hp), cam, rng, SUPERSAMPLE)
+    # The worn jeans' grain comes from the shot's stream before the background: drawn whatever `outfit` is, so the
+    # background and noise after it stay the shot's; jeans the shot does not wear take a stream of their own.
+    grain = denim_grain(rng, h, w) if worn.bottom == "jeans" else None
+    if outfit.bottom == "jeans" and grain is None:
+        grain = denim_grain(np.random.default_rng([config.seed, 6, shot.pid, shot.cloth, shot.cam, shot.index]), h, w)
+    grain = grain if outfit.bottom == "jeans" else None
+    img = paint(labels, np.asarray(cv.shade), traits, outfit, (cx, y_sh, hp), cam, rng, SUPERSAMPLE, grain)
     s = SUPERSAMPLE
     return expose(img, cam, rng), np.ascontiguousarray(labels[s // 2 :: s, s // 2 :: s])
 

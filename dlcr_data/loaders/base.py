@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from PIL import Image
 
 from dlcr_data.errors import DatasetNotFound
 from dlcr_data.files import DATA_ROOT_ENV, default_data_root
 from dlcr_data.records import Record, Skipped, make_key, unreadable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -100,6 +103,8 @@ class SourceDataset(ABC):
     licence_gated: ClassVar[bool] = True  # source images may not be redistributed (the card and hub say so)
     ships_masks: ClassVar[bool] = False  # parsing masks on disk: `mask_path(root, record)` (the `oracle` parser)
     ships_outfit_texts: ClassVar[bool] = False  # outfit texts on disk: `outfit_texts(root)` (the `oracle` describer)
+    # Can redraw any of its images in any of its outfits: `outfit_renderer(root)` (the `render` generator).
+    renders_outfits: ClassVar[bool] = False
     # Backends an "auto" build option resolves to: model-based by default, the shipped annotations where there are.
     default_backends: ClassVar[dict[str, str]] = {"parser": "segformer", "describer": "vlm", "generator": "diffusion"}
     # Where DLCR's release holds this dataset's training strips; None: it holds none (`import-release` refuses).
@@ -136,6 +141,11 @@ class SourceDataset(ABC):
     def outfit_texts(self, root: Path) -> dict[str, str]:
         """clothes_id -> "top | bottom | shoes", for a dataset that ships them (`ships_outfit_texts`)."""
         raise NotImplementedError(f"{self.name} ships no outfit texts")
+
+    def outfit_renderer(self, root: Path) -> Callable[[str, str], np.ndarray]:
+        """(image path relative to the resolved root, clothes id) -> that image redrawn wearing that outfit, RGB
+        uint8 HxWx3 (`renders_outfits`)."""
+        raise NotImplementedError(f"{self.name} cannot redraw its images")
 
     def tree_line(self) -> str:
         """The layout squeezed onto one line, for error messages."""

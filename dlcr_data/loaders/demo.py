@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from dlcr_data.demo import DemoConfig, Plan, default_demo_root, render_demo
 from dlcr_data.demo.plan import SPLIT_FOLDERS
+from dlcr_data.demo.redraw import Redrawer
 from dlcr_data.loaders import ltcc
 from dlcr_data.loaders.base import FlatDataset, SplitStats
 from dlcr_data.records import Record
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def demo_stats(config: DemoConfig | None = None) -> dict[str, SplitStats]:
@@ -42,6 +47,7 @@ dlcr_demo/   (default: $DLCR_DATA_ROOT/dlcr_demo-s<seed>-<ids>ids-<H>x<W>-<hash>
     licence_gated = False  # rendered by this package: Apache-2.0 like the code
     ships_masks = True
     ships_outfit_texts = True
+    renders_outfits = True  # the renderer draws any shot in any outfit: the `render` generator's oracle
     default_backends: ClassVar[dict[str, str]] = {"parser": "oracle", "describer": "oracle", "generator": "recolor"}
     obtain = (
         "The demo is not downloaded: it is rendered locally in seconds on first use (into an empty or new "
@@ -70,3 +76,7 @@ dlcr_demo/   (default: $DLCR_DATA_ROOT/dlcr_demo-s<seed>-<ids>ids-<H>x<W>-<hash>
     def outfit_texts(self, root: Path) -> dict[str, str]:
         """clothes_id (e.g. "3_1") -> "top | bottom | shoes"."""
         return json.loads((Path(root) / "outfits.json").read_text())
+
+    def outfit_renderer(self, root: Path) -> Callable[[str, str], np.ndarray]:
+        """(image path, clothes id, e.g. "3_1") -> the image's person, pose, camera and background in that outfit."""
+        return Redrawer(root).redraw

@@ -21,12 +21,22 @@ from typing import TYPE_CHECKING
 from dlcr_data.errors import UserError
 
 if TYPE_CHECKING:  # imported where used: the CLI reads this module's defaults without paying for torch
-    from dlcr_data.reid.data import ProgressiveSchedule
     from dlcr_data.reid.model import ReIDConfig
+    from dlcr_data.reid.sampler import ProgressiveSchedule
 
 GEN_LABELS = ("hard", "teacher")
+TRIPLET_DISTANCES = ("cosine", "euclidean")
+AUGMENTATIONS = (
+    "cal",
+    "cal-video",
+    "none",
+)  # augment.AUGMENTATIONS (named here: the CLI reads this module without torch)
+CACHE_MODES = ("auto", "on", "off")  # data.TrainSet's
 # Options that do not change what is learnt, so a rerun may change them (epochs: a rerun trains further).
-_RUNTIME_ONLY = ("out", "epochs", "num_workers", "cache", "device", "mixed_precision", "keep_checkpoints", "overwrite")
+_RUNTIME_ONLY = (
+    "out", "recipe", "epochs", "num_workers", "cache", "device", "mixed_precision", "keep_checkpoints", "overwrite",
+    "eval_every", "keep_best",
+)  # fmt: skip
 
 
 @dataclass
@@ -38,14 +48,19 @@ class TrainConfig:
     # model
     backbone: str = "microsoft/resnet-50"
     scratch: str | None = None  # a from-scratch preset ("resnet-small" for the CPU demo) instead of `backbone`
-    method: str = "baseline"  # "baseline" | "cal"
+    method: str = "cal"  # "baseline" | "cal"
     pooling: str = "maxavg"
     last_stride_1: bool = True
     feature_dim: int | None = None
-    image_size: tuple[int, int] = (256, 128)
-    # optimisation (CAL defaults; DLCR keeps them)
+    image_size: tuple[int, int] = (384, 192)
+    seq_len: int = 1  # frames per training clip (CAL's video recipe: 8); 1 trains an image model
+    sampling_stride: int = 4  # frames between a clip's frames
+    dense_step: int = 64  # clips: training videos cut into pieces of this many frames (CAL's dense sampling)
+    # optimisation: the defaults are CAL's image recipe (PRCC, LTCC, VC-Clothes); `recipes.py` holds every
+    # dataset's recipe and the peer file of each value
+    recipe: str = "cal-image"  # the recipe these values came from (recorded; `recipes.resolve` sets it)
     epochs: int = 60
-    batch_p: int = 4  # identities per batch
+    batch_p: int = 8  # identities per batch
     batch_k: int = 8  # images per identity; with pairing the batch doubles (P*K reals + P*K variants)
     lr: float = 3.5e-4
     weight_decay: float = 5e-4
@@ -53,7 +68,9 @@ class TrainConfig:
     lr_gamma: float = 0.1
     label_smoothing: float = 0.1
     triplet_margin: float = 0.3
-    triplet_weight: float = 1.0  # on the features before BN; CAL's configs use 0 (no pairwise loss)
+    triplet_weight: float = 0.0  # CAL's image configs: no pairwise loss; LaST's: 1
+    triplet_distance: str = "cosine"  # "cosine": CAL's, on the L2-normalised BN feature | "euclidean": pre-BN
+    augmentation: str = "cal"  # "cal" | "cal-video" (flip only) | "none" (augment.py)
     clothes_scale: float = 16.0  # CosFace s of the clothes classifier and the adversarial loss
     clothes_margin: float = 0.0
     cal_epsilon: float = 0.1
@@ -84,8 +101,10 @@ class TrainConfig:
     sinkhorn_epsilon: float = 0.1
     sinkhorn_iters: int = 100
     # runtime
-    num_workers: int = 0  # DataLoader workers; ignored (0) with `cache`, whose pixels live in this process
-    cache: bool = True  # decode each image once and keep it in memory (uint8): for small sets like the demo
+    num_workers: int | None = None  # DataLoader workers decoding images; None: min(4, CPUs); 0 with the cache
+    cache: str = "auto"  # "on": decode each image once and keep it in memory | "off" | "auto": on when it fits
+    eval_every: int = 0  # evaluate on the validation split every N epochs (0: never); never on test data
+    keep_best: bool = False  # with eval_every: also keep the best-on-validation checkpoint (`best/`)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (accelerate)
     keep_checkpoints: int = 1
@@ -98,6 +117,7 @@ class TrainConfig:
         self.progressive_fractions = tuple(self.progressive_fractions)
         if self.epochs < 1:
             raise UserError("epochs must be at least 1")
+        self._check_options()
         self._check_related_method_options()
         if self.teacher is not None and (Path(self.teacher) / "checkpoints").is_dir():
             # a training run stands for its newest checkpoint: pin which one (it enters the fingerprint)
@@ -106,6 +126,31 @@ class TrainConfig:
             self.teacher = str(latest_checkpoint(Path(self.teacher)) or self.teacher)
         self.reid_config(0, 0)  # validates method and pooling
         self.progressive()  # validates the schedule
+
+    def _check_options(self) -> None:
+        """One-line errors for values no run can use (CLI names, as the user typed them)."""
+        choices = {
+            "--triplet-distance": (self.triplet_distance, TRIPLET_DISTANCES),
+            "--augmentation": (self.augmentation, AUGMENTATIONS),
+            "--cache": (self.cache, CACHE_MODES),
+        }
+        for option, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise UserError(f"{option} must be one of {', '.join(allowed)}, not {value!r}")
+        if self.batch_p < 1 or self.batch_k < 1:
+            raise UserError(
+                f"batch needs --batch-p >= 1 identities and --batch-k >= 1 images, not {self.batch_p}x{self.batch_k}"
+            )
+        if self.seq_len < 1 or self.sampling_stride < 1 or self.dense_step < 0:
+            raise UserError("--seq-len and --sampling-stride must be at least 1, dense_step at least 0")
+        if self.eval_every < 0:
+            raise UserError("--eval-every must be >= 0 (0: no validation)")
+        if self.keep_best and not self.eval_every:
+            raise UserError("--keep-best selects on validation: it needs --eval-every N")
+        if self.seq_len > 1 and self.cache == "on":
+            raise UserError("--cache on keeps one decoded image per item; clips (--seq-len > 1) are drawn anew")
+        if self.seq_len > 1 and (self.distill or self.fine_grained_head or self.gen_label != "hard"):
+            raise UserError("the related methods' options train image models: use --seq-len 1 with them")
 
     def _check_related_method_options(self) -> None:
         """One-line errors for option combinations that cannot work (CLI names, as the user typed them)."""
@@ -140,17 +185,17 @@ class TrainConfig:
         return self.epochs / self.schedule_epochs if self.schedule_epochs else 1.0
 
     def progressive(self) -> ProgressiveSchedule:
-        from dlcr_data.reid.data import ProgressiveSchedule
+        from dlcr_data.reid.sampler import ProgressiveSchedule
 
         return ProgressiveSchedule(self.progressive_thresholds, self.progressive_fractions).scaled(self.scale)
 
     def milestones(self) -> tuple[int, ...]:
-        from dlcr_data.reid.data import scale_epoch
+        from dlcr_data.reid.sampler import scale_epoch
 
         return tuple(scale_epoch(m, self.scale) for m in self.lr_milestones)
 
     def cal_start(self) -> int:
-        from dlcr_data.reid.data import scale_epoch
+        from dlcr_data.reid.sampler import scale_epoch
 
         return scale_epoch(self.cal_start_epoch, self.scale)
 
@@ -206,5 +251,6 @@ class EvaluateOptions:
 
     refine: int = 0  # K query variants for test-time refinement; 0: off
     expanded: str | None = None  # the build (folder or Hub repo) holding the query variants
-    top_ids: int = 5  # gallery identities refinement re-scores (DLCR: top-5)
+    top_ids: int = 5  # DLCR's top-5: gallery images ("dlcr" rule) or identities ("identity") refinement re-scores
+    refine_rule: str = "dlcr"  # refine.RULES: "dlcr" (DLCR's released rule) | "identity" (ours)
     batch_size: int = 64

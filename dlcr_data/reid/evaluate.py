@@ -2,7 +2,8 @@
 
 Features come from the checkpoint (flip-augmented, L2-normalised; CCVID tracklets pool their test clips), every
 protocol of the dataset is evaluated (`protocols.PROTOCOLS`), and with `refine=K` the K first generated variants of
-each query (the build's query split) re-score the query's top gallery identities (`refine.refine_distances`).
+each query (the build's query split) re-score the query's top gallery entries (`refine.evaluate_refined`, by
+`refine_rule`: DLCR's released rule by default), chunk by chunk: no query x gallery matrix is held.
 Evaluation never builds: a build without them is a one-line error naming the `dlcr-data build` command that makes
 them. Results go to `metrics.json` and a CMC-curve PNG.
 """
@@ -24,11 +25,10 @@ from dlcr_data.records import Record
 from dlcr_data.reid.checkpoints import load_checkpoint
 from dlcr_data.reid.config import EvaluateOptions
 from dlcr_data.reid.features import extract_features, extract_images
-from dlcr_data.reid.metrics import evaluate_rank, junk_mask
 from dlcr_data.reid.model import ReIDModel
 from dlcr_data.reid.plots import cmc_plot
 from dlcr_data.reid.protocols import Protocol, clip_indices, evaluate_dataset, protocols_for, tracklet_feature
-from dlcr_data.reid.refine import refine_distances
+from dlcr_data.reid.refine import RULES, evaluate_refined
 
 SEQ_LEN = 8  # CCVID test clips (docs/datasets.md §2.4)
 
@@ -129,12 +129,15 @@ def evaluate_checkpoint(
     refine: int = EvaluateOptions.refine,
     expanded: str | None = EvaluateOptions.expanded,
     top_ids: int = EvaluateOptions.top_ids,
+    refine_rule: str = EvaluateOptions.refine_rule,
     protocols: Sequence[str] | None = None,
     batch_size: int = EvaluateOptions.batch_size,
     device: str | None = None,
     out: str | os.PathLike | None = None,
 ) -> dict:
     """Metrics per protocol (and refined, with `refine` > 0); written to `out/metrics.json` + `out/cmc.png`."""
+    if refine_rule not in RULES:  # before any loading: a typo costs nothing
+        raise UserError(f"--refine-rule must be one of {', '.join(RULES)}, not {refine_rule!r}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, _, state = load_checkpoint(checkpoint, device)
     loaded = loaders.load(dataset, root)
@@ -151,9 +154,10 @@ def evaluate_checkpoint(
     if refine:
         if not expanded:
             raise UserError("--refine needs --expanded: the build (folder or Hub repo) holding query variants")
-        result["refine"] = {"variants": refine, "top_ids": top_ids}
+        result["refine"] = {"variants": refine, "top_ids": top_ids, "rule": refine_rule}
         result["refined"] = {
-            p.name: summarise(_refined(p, loaded, feats, model, expanded, dataset, refine, top_ids)) for p in chosen
+            p.name: summarise(_refined(p, loaded, feats, model, expanded, dataset, refine, top_ids, refine_rule))
+            for p in chosen
         }
     if out is not None:
         out = Path(out)
@@ -163,7 +167,7 @@ def evaluate_checkpoint(
 
 
 def _refined(
-    p: Protocol, loaded, feats: dict, model: ReIDModel, expanded: str, dataset: str, k: int, top_ids: int
+    p: Protocol, loaded, feats: dict, model: ReIDModel, expanded: str, dataset: str, k: int, top_ids: int, rule: str
 ) -> dict:
     query = filter_cameras(loaded[p.query_split], p.cameras)
     gallery = filter_cameras(loaded[p.gallery_split], p.cameras)
@@ -173,21 +177,17 @@ def _refined(
         qv = query_variants(expanded, dataset, p.query_split, keys, k, model, own)
     except UserError as err:
         raise missing_variants_error(expanded, dataset, p.query_split, k, err) from None
-    labels = (
+    return evaluate_refined(
+        own,
+        qv,
+        torch.stack([feats[r.key] for r in gallery]),
         [r.pid for r in query],
         [r.pid for r in gallery],
         [r.camid for r in query],
         [r.camid for r in gallery],
         [r.clothes_id for r in query],
         [r.clothes_id for r in gallery],
+        mode=p.mode,  # refinement sees the gallery as the protocol does: its junk is hidden
+        rule=rule,
+        top=top_ids,
     )
-    junk = junk_mask(*labels, mode=p.mode)  # refinement sees the gallery as the protocol does
-    distmat = refine_distances(
-        torch.stack([feats[r.key] for r in query]),
-        qv,
-        torch.stack([feats[r.key] for r in gallery]),
-        [r.pid for r in gallery],
-        top_ids=top_ids,
-        exclude=lambda rows: junk[rows],
-    )
-    return evaluate_rank(distmat, *labels, mode=p.mode)

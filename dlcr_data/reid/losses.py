@@ -31,20 +31,26 @@ class CrossEntropyLabelSmooth(nn.Module):
 
 
 class TripletLoss(nn.Module):
-    """Batch-hard triplet loss (Hermans et al. 2017) on the features before the BN-neck:
+    """Batch-hard triplet loss (Hermans et al. 2017):
 
         L = (1/B) Σ_a max(0, m + max_{p: y_p = y_a} d(a, p) - min_{n: y_n ≠ y_a} d(a, n))
 
-    with Euclidean d and margin m = 0.3. Anchors without a positive (other than themselves) or without a negative
-    are left out; if none is left the loss is 0 (connected to the graph, so backward still works).
+    with margin m = 0.3 and d either Euclidean (torchreid's, on the features before the BN-neck) or cosine,
+    d = 1 - cos (CAL's `losses/triplet_loss.py` with TEST.DISTANCE cosine, on L2-normalised BN features: the caller
+    picks the feature). Anchors without a positive (other than themselves) or without a negative are left out; if
+    none is left the loss is 0 (connected to the graph, so backward still works).
     """
 
-    def __init__(self, margin: float = 0.3) -> None:
+    def __init__(self, margin: float = 0.3, distance: str = "euclidean") -> None:
         super().__init__()
-        self.margin = margin
+        self.margin, self.distance = margin, distance
 
     def forward(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        dist = torch.cdist(features, features).clamp(min=1e-12)
+        if self.distance == "cosine":
+            unit = F.normalize(features, dim=1)
+            dist = 1 - unit @ unit.T
+        else:
+            dist = torch.cdist(features, features).clamp(min=1e-12)
         same = targets[:, None] == targets[None, :]
         eye = torch.eye(len(targets), dtype=torch.bool, device=targets.device)
         pos, neg = same & ~eye, ~same

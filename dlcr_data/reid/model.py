@@ -30,7 +30,7 @@ from dlcr_data.pretrained import load_pretrained
 
 BACKBONE_OPTION = "--backbone"
 DEMO_IMAGE_SIZE = (128, 64)
-POOLINGS = ("avg", "gem", "maxavg")
+POOLINGS = ("avg", "gem", "max", "maxavg")
 METHODS = ("baseline", "cal")
 # From-scratch transformers ResNets (no download): "resnet-tiny" for tests, "resnet-small" for the CPU demo.
 SCRATCH_PRESETS: dict[str, dict] = {
@@ -134,6 +134,8 @@ def pool(kind: str, x: torch.Tensor, gem: GeMPooling | None) -> torch.Tensor:
         return x.mean(dim=(2, 3))
     if kind == "gem":
         return gem(x)
+    if kind == "max":  # CAL's C2D video model (models/vid_resnet.py): spatial max, then the temporal mean
+        return x.amax(dim=(2, 3))
     return torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)  # maxavg, as CAL
 
 
@@ -195,10 +197,14 @@ class ReIDModel(nn.Module):
         self.gem = GeMPooling() if config.pooling == "gem" else None
         self.projection = nn.Linear(width, config.feature_dim, bias=False) if config.feature_dim else None
         self.feature_dim = config.feature_dim or width
+        # CAL's head (Simple-CCReID models/img_resnet.py, models/classifier.py): BN with weight ~ N(1, 0.02) and a
+        # trainable bias at 0; a linear identity classifier, weight ~ N(0, 0.001), bias 0
         self.bn = nn.BatchNorm1d(self.feature_dim)
-        self.bn.bias.requires_grad_(False)  # BN-neck (Luo et al.): no shift, so the BN feature stays centred
-        self.classifier = nn.Linear(self.feature_dim, config.num_classes, bias=False)
+        nn.init.normal_(self.bn.weight, 1.0, 0.02)
+        nn.init.zeros_(self.bn.bias)
+        self.classifier = nn.Linear(self.feature_dim, config.num_classes)
         nn.init.normal_(self.classifier.weight, std=0.001)
+        nn.init.zeros_(self.classifier.bias)
         self.pooled_dim = width
         self.fine_grained = (
             FineGrainedHead(width, config.fine_grained_dim, config.num_classes, config.fine_grained_dropout)
@@ -215,8 +221,11 @@ class ReIDModel(nn.Module):
         """(feature before BN: triplet, BN feature: inference and clothes heads, identity logits); with `full`, a
         `ReIDOutput` (a tuple starting with the same three). A keyword, not another method, so that a
         DistributedDataParallel wrapper still sees the call."""
-        fmap = feature_map(self.backbone, x)
+        clips = x.ndim == 5  # (B, T, 3, H, W): CAL's C2D, a 2D backbone per frame, features averaged over time
+        fmap = feature_map(self.backbone, x.flatten(0, 1) if clips else x)
         pooled = pool(self.config.pooling, fmap, self.gem)
+        if clips:  # the mean before BN and projection (both affine at test) = the mean of per-frame test features
+            pooled = pooled.view(*x.shape[:2], -1).mean(1)
         feature = self.projection(pooled) if self.projection is not None else pooled
         bn_feature = self.bn(feature)
         logits = self.classifier(bn_feature)

@@ -26,6 +26,7 @@ scales with the run length (a rerun with more epochs stretches it, like `schedul
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +34,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from dlcr_data import loaders
 from dlcr_data.errors import UserError
-from dlcr_data.files import write_bytes_atomic
+from dlcr_data.files import write_bytes_atomic, write_json_atomic
 from dlcr_data.progress import Reporter
+from dlcr_data.reid.augment import AUGMENTATIONS, augment, draw_seed
 from dlcr_data.reid.checkpoints import (
     CheckpointState,
     check_out,
@@ -45,7 +48,7 @@ from dlcr_data.reid.checkpoints import (
     save_epoch,
 )
 from dlcr_data.reid.config import TrainConfig
-from dlcr_data.reid.data import PairedBatchSampler, TrainSet, augment, real_mask
+from dlcr_data.reid.data import TrainSet, real_mask
 from dlcr_data.reid.distill import ClipTeacher, DistillHeads
 from dlcr_data.reid.losses import (
     ClothesAdversarialLoss,
@@ -59,7 +62,8 @@ from dlcr_data.reid.losses import (
 )
 from dlcr_data.reid.model import ClothesClassifier, ReIDConfig, ReIDModel, backbone_width
 from dlcr_data.reid.plots import training_curve
-from dlcr_data.reid.sampler import IdentitySampler
+from dlcr_data.reid.sampler import IdentitySampler, PairedBatchSampler
+from dlcr_data.reid.validation import check_validation, keep_if_best, validate
 from dlcr_data.vocab import body_shapes
 
 
@@ -83,7 +87,7 @@ class TrainingState:
         c, device = self.config, self.acc.device
         self.variant = self.data.variant.to(device)  # >= 0: a generated image
         self.identity_loss = CrossEntropyLabelSmooth(c.label_smoothing)
-        self.triplet_loss = TripletLoss(c.triplet_margin)
+        self.triplet_loss = TripletLoss(c.triplet_margin, c.triplet_distance)
         self.clothes_loss = CosFaceLoss(c.clothes_scale, c.clothes_margin)
         self.adversarial_loss = ClothesAdversarialLoss(c.clothes_scale, c.cal_epsilon)
         self.pids, self.clothes = self.data.pids.to(device), self.data.clothes.to(device)
@@ -104,12 +108,27 @@ def train(config: TrainConfig, reporter: Reporter | None = None) -> Path:
     fingerprint = config.fingerprint()
     check_out(out, fingerprint, config.overwrite)
     acc.wait_for_everyone()  # nobody may see the folder half-cleared by `overwrite`
+    val_splits = None
+    if config.eval_every:
+        check_validation(config.dataset)
+        val_splits = loaders.load(config.dataset, config.root).splits
     if acc.is_main_process:
         claim_out(out, fingerprint, config.overwrite)
+        write_json_atomic(out / "run_config.json", config.to_dict())  # every option of this call, as resolved
     acc.wait_for_everyone()
 
     set_seed(config.seed)  # model init (scratch presets, heads) is the same on every process and every run
-    data = TrainSet.from_dataset(config.dataset, config.root, config.image_size, config.expanded, cache=config.cache)
+    data = TrainSet.from_dataset(
+        config.dataset,
+        config.root,
+        config.image_size,
+        config.expanded,
+        cache=config.cache,
+        seq_len=config.seq_len,
+        stride=config.sampling_stride,
+        dense_step=config.dense_step,
+        seed=config.seed,
+    )
     if (config.gen_label == "teacher" or config.fine_grained_head) and not data.has_variants:
         raise UserError(f"{config.expanded}: no train variants of {config.dataset}; teacher labels and the "
                         "fine-grained head learn from generated images")  # fmt: skip
@@ -136,17 +155,17 @@ def train(config: TrainConfig, reporter: Reporter | None = None) -> Path:
     )
     paired = data.has_variants
     batches = PairedBatchSampler(sampler, data.partners, config.progressive(), config.seed) if paired else sampler
-    workers = 0 if config.cache else config.num_workers
-    loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=workers)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=loader_workers(config, data))
+    augmentation = AUGMENTATIONS[config.augmentation]
     history = state.trainer.get("history", []) if state else []
 
     for epoch in range(state.epoch if state else 0, config.epochs):
         started = time.perf_counter()
         batches.set_epoch(epoch)
+        data.set_epoch(epoch)  # before the workers fork: clips are drawn per (seed, epoch, item)
         for opt in (run.optimizer, run.distill_opt):  # CAL's clothes classifier keeps a constant lr
             for group in opt.param_groups if opt is not None else ():
                 group["lr"] = config.lr_at(epoch)
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1009 + acc.process_index)
         if config.fine_grained_head:  # its dropout draws from torch's global RNG: reseeded so a resumed run matches
             torch.manual_seed(config.seed * 1_000_003 + epoch * 1009 + acc.process_index + 500_009)
         run.model.train()
@@ -154,10 +173,11 @@ def train(config: TrainConfig, reporter: Reporter | None = None) -> Path:
         name = f"epoch {epoch + 1}/{config.epochs}"
         advance = reporter.stage(name, len(loader))
         steps = len(loader)
-        for step, (images, items) in enumerate(loader):
+        for step, (images, items, keys) in enumerate(loader):
             items = items.to(acc.device)
             real = real_mask(len(items), paired, acc.device)  # paired batches: reals, then one partner each
-            x = augment(images.to(acc.device), generator)
+            seeds = [draw_seed(config.seed, epoch, key) for key in keys.tolist()]
+            x = augment(images.to(acc.device), seeds, augmentation)
             progress = (epoch + step / steps) / config.epochs  # global step / total steps (module docstring)
             meter.add(train_step(run, x, items, real, epoch, progress), len(items))
             advance(1)
@@ -166,13 +186,25 @@ def train(config: TrainConfig, reporter: Reporter | None = None) -> Path:
         record["variant_pool"] = config.progressive().fraction(epoch) if paired else None
         record["seconds"] = round(time.perf_counter() - started, 3)
         record["images_per_s"] = round(meter.images * acc.num_processes / max(record["seconds"], 1e-9), 1)
+        if config.eval_every and (epoch + 1) % config.eval_every == 0 and acc.is_main_process:
+            record["val"] = validate(acc.unwrap_model(run.model), config.dataset, val_splits, data.root)
         history.append(record)
         if acc.is_main_process:
-            _save_epoch(out, run, reid_cfg, epoch + 1, history)
+            saved = _save_epoch(out, run, reid_cfg, epoch + 1, history)
+            if config.keep_best and record.get("val"):
+                keep_if_best(out, saved, history)
         acc.wait_for_everyone()
     if acc.is_main_process:  # drawn once per call, not per epoch: matplotlib costs ~0.7 s, a demo epoch a few s
         write_bytes_atomic(out / "training_curve.png", training_curve(history))
     return latest_checkpoint(out)
+
+
+def loader_workers(config: TrainConfig, data: TrainSet) -> int:
+    """DataLoader workers: none with the in-memory cache (its pixels live in this process), else as configured
+    (default: up to 4, one per CPU)."""
+    if data.cache:
+        return 0
+    return config.num_workers if config.num_workers is not None else min(4, os.cpu_count() or 1)
 
 
 def prepare(config: TrainConfig, acc, data: TrainSet, model: ReIDModel, state: CheckpointState | None) -> TrainingState:
@@ -251,7 +283,7 @@ def train_step(
     else:
         loss_id = run.identity_loss(logits, pids)  # "hard": a variant carries its structure provider's identity
         loss = loss_id
-    loss_tri = run.triplet_loss(feature, pids)
+    loss_tri = run.triplet_loss(bn_feature if config.triplet_distance == "cosine" else feature, pids)
     loss = loss + config.triplet_weight * loss_tri
     out |= {"loss_id": loss_id.item(), "loss_triplet": loss_tri.item()}
     out["acc_id"] = (logits.argmax(1) == pids).float().mean().item()

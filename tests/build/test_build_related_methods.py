@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import webdataset as wds
 from PIL import Image
 from typer.testing import CliRunner
@@ -20,7 +22,9 @@ from dlcr_data.build.shards import SAMPLE_FIELDS
 from dlcr_data.cli import app
 from dlcr_data.demo import DemoConfig
 from dlcr_data.errors import UserError
+from dlcr_data.loaders.demo import Demo
 from dlcr_data.pretrained import weights_hash
+from dlcr_data.progress import Reporter
 from dlcr_data.vocab.body_shapes import BODY_SHAPE_WORDS, VOCABULARY
 
 TINY = DemoConfig(seed=5, num_ids=8, images_per_camera=2)
@@ -157,15 +161,145 @@ def test_identity_gate_lists_rejections_and_scores_kept_samples(demo_root, tmp_p
     assert all(m["gate_score"] >= threshold - 1e-4 for m in kept)  # scores are rounded to 4 decimals
 
 
-def test_refinement_on_a_gated_build_stands_in_the_query_for_rejected_variants(demo_root, tmp_path, gate_checkpoint):
+def test_shards_gated_under_another_gate_rule_are_regenerated_never_reused(demo_root, tmp_path, gate_checkpoint):
+    """A rerun with the same options keeps complete shards, but never gated ones decided by another gate rule (or by
+    none recorded: made before issue 11's fix, when test labels decided): they are written again, and the manifest
+    lists only what the current rule decided."""
+    from dlcr_data.build.annotate.gate import GATE_RULE
+    from dlcr_data.build.generate.stage import GATE_RULE_FILE
+
+    out = tmp_path / "gated"
+    work = out / "work" / "demo"
+    gate = {"identity_gate": str(gate_checkpoint), "gate_threshold": -1.0}
+    options = BuildOptions("demo", out, root=str(demo_root), variants=1, splits=("train", "query"), **gate)
+    first = build(options)
+    assert first["gate"]["rule"] == GATE_RULE
+    assert json.loads((work / GATE_RULE_FILE).read_text()) == {"rule": GATE_RULE}
+    tars = {p.name: p.read_bytes() for p in (out / "demo").glob("*.tar")}
+
+    def plant() -> None:  # an old-style rejection (no `reference`) that only a reused shard record can carry
+        record = sorted((work / "shards").glob("*.json"))[0]
+        data = json.loads(record.read_text())
+        old = {"key": "planted", "source_key": "x", "score": 0.1, "rank1": False, "outside_changed": 0, "reason": ""}
+        record.write_text(json.dumps({**data, "rejected": [*data["rejected"], old]}))
+
+    def rejection_keys(entry: dict) -> set[str]:
+        return {r["key"] for r in entry["gate"]["rejections"]}
+
+    plant()
+    assert "planted" in rejection_keys(build(options))  # same rule: the complete shard is reused, record and all
+
+    class Notes(Reporter):
+        def __init__(self) -> None:
+            self.notes: list[str] = []
+
+        def note(self, text: str, *, warning: bool = False) -> None:
+            self.notes.append(text)
+
+    for edit in ({"rule": GATE_RULE - 1}, None):  # an older rule; none (a folder from before rules were recorded)
+        plant()
+        if edit is None:
+            (work / GATE_RULE_FILE).unlink()
+        else:
+            (work / GATE_RULE_FILE).write_text(json.dumps(edit))
+        before = {p.name: p.stat().st_mtime_ns for p in (out / "demo").glob("*.tar")}
+        reporter = Notes()
+        again = build(options, reporter)
+        assert "planted" not in rejection_keys(again) and again["gate"] == first["gate"]
+        assert all(p.stat().st_mtime_ns != before[p.name] for p in (out / "demo").glob("*.tar"))  # all rewritten
+        assert {p.name: p.read_bytes() for p in (out / "demo").glob("*.tar")} == tars  # by the current rule
+        assert json.loads((work / GATE_RULE_FILE).read_text()) == {"rule": GATE_RULE}
+        assert any("another identity-gate rule: regenerating" in n for n in reporter.notes)
+
+
+@pytest.fixture(scope="module")
+def query_threshold(demo_root, gate_checkpoint, tmp_path_factory) -> float:
+    """A gate threshold that rejects about half of the query variants: the median of their cosines to their
+    sources in a lenient build (nothing else can reject them: the recolor generator keeps the outside pixels)."""
+    out = tmp_path_factory.mktemp("lenient") / "out"
+    quick(demo_root, out, identity_gate=str(gate_checkpoint), gate_threshold=-1.0)
+    return float(np.median([s["meta"]["gate_score"] for s in samples(out) if s["meta"]["split"] == "query"]))
+
+
+def test_refinement_on_a_gated_build_stands_in_the_query_for_rejected_variants(
+    demo_root, tmp_path, gate_checkpoint, query_threshold
+):
     from dlcr_data.reid.evaluate import evaluate_checkpoint
 
     out = tmp_path / "gated"
-    entry = quick(demo_root, out, variants=2, identity_gate=str(gate_checkpoint), gate_threshold=0.0)
+    entry = quick(demo_root, out, variants=2, identity_gate=str(gate_checkpoint), gate_threshold=query_threshold)
     assert any(r["key"].startswith("query") for r in entry["gate"]["rejections"])  # some queries lost variants
     result = evaluate_checkpoint(gate_checkpoint, "demo", str(demo_root), refine=2, expanded=str(out))
     assert set(result["refined"]) == set(result["protocols"])
     assert not (out / "refine").exists()  # no regeneration: the gated build was used as it is
+
+
+def shuffle_query_pids(monkeypatch) -> None:
+    """From now on the demo loads with its query pids shuffled over the query images: which images share an
+    identity changes, and nothing else (keys, paths, pixels, clothes ids, the other splits)."""
+    load = Demo.load
+
+    def shuffled(self, *args, **kwargs):
+        loaded = load(self, *args, **kwargs)
+        query = loaded.splits["query"]
+        order = np.random.default_rng(0).permutation(len(query))
+        loaded.splits["query"] = [replace(r, pid=query[int(j)].pid) for r, j in zip(query, order, strict=True)]
+        return loaded
+
+    monkeypatch.setattr(Demo, "load", shuffled)
+
+
+def identities(records: list) -> set[frozenset[str]]:
+    """The images (keys) of each identity: what a shuffle of the labels changes."""
+    return {frozenset(r.key for r in records if r.pid == pid) for pid in {r.pid for r in records}}
+
+
+def test_no_test_label_decides_which_query_variants_exist(
+    demo_root, tmp_path, gate_checkpoint, query_threshold, monkeypatch
+):
+    """Issue 11: the gate's prototypes are the training identities' only, and a query variant is judged against
+    its own source. Shuffling the query pids changes no kept variant, no score, no rejection and no refinement
+    input."""
+    from dlcr_data.build.annotate.gate import IdentityGate
+    from dlcr_data.reid.checkpoints import load_checkpoint
+    from dlcr_data.reid.evaluate import query_variants
+    from dlcr_data.reid.features import extract_images
+
+    fitted: list[set[int]] = []  # the identities each build's prototypes are fitted on
+    fit = IdentityGate.fit
+
+    def spy(gate, images, pids, progress=None):
+        fitted.append(set(pids))
+        return fit(gate, images, pids, progress)
+
+    monkeypatch.setattr(IdentityGate, "fit", spy)
+    loaded = loaders.get("demo").load(demo_root)
+    options = {"identity_gate": str(gate_checkpoint), "gate_threshold": query_threshold}
+    entries = {"true": quick(demo_root, tmp_path / "true", **options)}
+    shuffle_query_pids(monkeypatch)
+    assert identities(loaded["query"]) != identities(loaders.get("demo").load(demo_root)["query"])  # regrouped
+    entries["shuffled"] = quick(demo_root, tmp_path / "shuffled", **options)
+    assert fitted == [{r.pid for r in loaded["train"]}] * 2  # no query identity has a prototype
+
+    kept = {
+        name: {s["__key__"]: (s["png"], s["meta"]["gate_score"]) for s in samples(tmp_path / name)} for name in entries
+    }
+    assert kept["true"] == kept["shuffled"]  # the same variants, bytes and scores
+    assert any(s["meta"]["split"] == "query" for s in samples(tmp_path / "shuffled"))
+    rejections = entries["true"]["gate"]["rejections"]
+    assert rejections == entries["shuffled"]["gate"]["rejections"]
+    by_query = [r for r in rejections if r["key"].startswith("query")]
+    assert by_query and all(r["reference"] == "source" and r["rank1"] is None for r in by_query)
+    assert all(r["reason"].startswith("similarity to source") for r in by_query)
+
+    # What `evaluate --refine 2` consumes per query: its variants' features, padded with its own feature.
+    model, _, _ = load_checkpoint(gate_checkpoint, "cpu")
+    queries = loaded["query"]
+    own = extract_images(model, [Image.open(demo_root / r.path).convert("RGB") for r in queries])
+    keys = [r.key for r in queries]
+    inputs = [query_variants(str(tmp_path / name), "demo", "query", keys, 2, model, own) for name in entries]
+    assert torch.equal(inputs[0], inputs[1])
+    assert (inputs[0] == own[:, None]).all(-1).any()  # some query stands in for a rejected variant
 
 
 def test_a_donor_variant_identical_to_its_source_is_skipped_and_listed(demo_root, tmp_path, monkeypatch):

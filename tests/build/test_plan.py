@@ -7,11 +7,22 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import plan_cases
 import pytest
+from plan_cases import pin_cases, sha256
 
-from dlcr_data.build import plan
+from dlcr_data.build import BuildOptions, build, plan
 from dlcr_data.build.outfit_clusters import OutfitClusters, cluster_outfits
-from dlcr_data.build.plan import SAMPLERS, derive_seed, no_target_reason, plan_variants
+from dlcr_data.build.plan import (
+    SAMPLERS,
+    PlanFile,
+    derive_seed,
+    no_target_reason,
+    plan_sources,
+    plan_variants,
+    read_plan,
+    write_plan_file,
+)
 from dlcr_data.errors import UserError
 from dlcr_data.records import Record
 
@@ -237,3 +248,76 @@ def test_the_plan_stage_lists_sources_without_target_as_skipped(tmp_path):
     reason = "no target outfit: the training pool holds no outfit but its own (1_1)"
     assert ctx.skipped == [{"path": r.path, "reason": reason, "stage": "plan"} for r in recs]
     assert len((tmp_path / "plan.jsonl").read_text().splitlines()) == 2
+    assert [v.source_key for v in read_plan(tmp_path / "plan.jsonl")] == ["train_9", "train_9"]
+
+
+# -- the plan's bytes, pinned ---------------------------------------------------------------------------------------
+# sha256 of plan.jsonl as the plan code before the O(variants) draw and the streamed plan wrote it (issue 12, item
+# 6): the draw builds only the entries the variants take, and must give the same bytes.
+PINNED = {
+    "random-many": "685cc4018ab6f14ce6cef3a70b99c4b87367e9929ffac6ff9595394bede11e5b",
+    "random-cycle": "104eb9948a69c309768390651f055487a9032fb56fd1b665eef7d5aa82301814",
+    "random-donors": "fbd6b117d50a1a453c2eb11bc95c70bdb59403c32680ef4a19c7a8e55b52df0e",
+    "random-clusters": "103f19c7a7ee99236e856460b158d70c70e6f8276caac60a1f14e4a9653b1d42",
+    "sd-default": "773314a517fb39ca36063b4fb0fd213ef7c72a15f640220f783fb09821a4cc0f",
+    "sd-cap-fraction": "d052c61c6c63c1f6447ca9b6c0e560ba209136023c93b3c0509bc66e78a8b260",
+    "sd-donors": "809123e9feb1cc0b133ac3f3e630c9e00b75f700ee6ceb5cdddaacafce0afb81",
+    "sd-all-clustered": "5ede047f7fc18aff3e487312502c2a25820f2f7fbf7f356e10cc449dde43acf1",
+    "sd-cycle": "48d05860a4b73b37bf51e1f0a18431045131221b2323c391ccedca05b00a7882",
+}
+TINY_BUILD_PLAN = "6b40a46bedefc15d2b4c41b1a164c8e74dbfd371a2addb9450679df109ab7f7f"  # random sampler, recolor
+TINY_SD_SWAP_PLAN = "8f2e15a3f40f99684ee6577529580f2984a4dd5c94e34c1d53f7c87c61fec287"  # clusters and donors
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_plan_bytes_are_pinned(name, tmp_path):
+    records, outfits, variants, options = pin_cases()[name]
+    planned, unplanned = write_plan_file(plan_sources(records, outfits, variants, **options), tmp_path / "p.jsonl")
+    assert sha256(tmp_path / "p.jsonl") == PINNED[name]
+    assert len(planned) == len(read_plan(tmp_path / "p.jsonl")) and not unplanned
+
+
+def test_demo_builds_write_the_pinned_plan(tiny_build, tiny_demo, tmp_path):
+    assert sha256(tiny_build / "work" / "demo" / "plan.jsonl") == TINY_BUILD_PLAN
+    out = tmp_path / "out"
+    options = dict(variants=3, splits=("train", "query"), shard_samples=25)
+    build(BuildOptions("demo", out, root=str(tiny_demo), sampler="similarity-diversity", generator="swap", **options))
+    assert sha256(out / "work" / "demo" / "plan.jsonl") == TINY_SD_SWAP_PLAN
+
+
+def test_a_similarity_diversity_image_shuffles_only_the_groups_it_draws_from(monkeypatch):
+    """300 clusters of 2 outfits: an image's 10 variants take one outfit from each of the first 10 clusters it
+    visits, so it needs the visit order and at most 10 group shuffles, not one per cluster of the pool."""
+    outfits = plan_cases.outfit_texts(600)
+    clusters = plan_cases.clusters(list(outfits), (2,) * 300, noise=0)
+    records = plan_cases.records(outfits, 1, every=20)
+    made = []
+    real = np.random.default_rng
+    monkeypatch.setattr(plan.np.random, "default_rng", lambda s: made.append(s) or real(s))
+    planned = plan_variants(records, outfits, 10, seed=0, sampler="similarity-diversity", clusters=clusters)
+    assert len(planned) == 10 * len(records) and len(made) <= len(records) * (1 + 10)
+
+
+def test_the_plan_file_reads_any_rows_back_and_keeps_an_unchanged_file(tmp_path):
+    records, outfits, variants, options = pin_cases()["random-cycle"]
+    rows = plan_variants(records, outfits, variants, **options)
+    path = tmp_path / "plan.jsonl"
+    planned, _ = write_plan_file(plan_sources(records, outfits, variants, **options), path)
+    assert isinstance(planned, PlanFile) and list(planned) == rows and len(planned) == len(rows)
+    src = planned.sources[3]
+    assert planned.read([(src.start, src.end)]) == tuple(v for v in rows if v.source_key == src.source_key)
+    first, last = planned.sources[0], planned.sources[-1]
+    assert planned.read([(first.start, first.end), (last.start, last.end)]) == (
+        *rows[: first.rows],
+        *rows[-last.rows :],
+    )
+    # the same plan again: the file is not rewritten; another plan replaces it; only main writes
+    mtime = path.stat().st_mtime_ns
+    write_plan_file(plan_sources(records, outfits, variants, **options), path)
+    assert path.stat().st_mtime_ns == mtime
+    other, _ = write_plan_file(plan_sources(records, outfits, 2, **options), tmp_path / "none.jsonl", write=False)
+    assert not (tmp_path / "none.jsonl").exists() and len(other) == 2 * len(records)
+    again, _ = write_plan_file(plan_sources(records, outfits, 2, **options), path)
+    assert again.sources == other.sources and len(again) == len(other)
+    assert read_plan(path) == [v for v in rows if v.variant < 2]
+    assert not list(tmp_path.glob(".*.tmp-*"))

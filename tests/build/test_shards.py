@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import random
 import tarfile
+from itertools import pairwise
 
 import pytest
 import webdataset as wds
 
-from dlcr_data.build.plan import PlannedVariant
+from dlcr_data.build.plan import PlannedVariant, write_plan_file
 from dlcr_data.build.shards import ShardWriter, TarStream, assign_shards, encode_sample
 from dlcr_data.files import sha256_file
+from dlcr_data.records import Record
 
 
 def samples(seed: int) -> list[dict]:
@@ -86,3 +88,30 @@ def test_shards_keep_all_variants_of_a_source_together():
         sources = {v.source_key for v in spec.variants}
         assert all(len([v for v in spec.variants if v.source_key == s]) == 3 for s in sources)
     assert sum(len(s.variants) for s in specs) == len(plan)
+
+
+def test_a_plan_file_is_cut_as_its_list_and_each_shard_reads_only_its_rows(tmp_path):
+    """Splits interleaved (query sources between train ones) and groups of 1 to 4 variants: the same shards, with
+    the same variants, whether the plan is a list or a `PlanFile` whose rows stay on disk."""
+    rows = []
+    for i in range(40):
+        split = "query" if i % 5 == 3 else "train"
+        rows.append([variant(f"{split}{i}", k, split) for k in range(1 + i % 4)])
+    records = [Record(vs[0].source_key, "p.png", 1, 0, "1_1", vs[0].split) for vs in rows]
+    planned, _ = write_plan_file(zip(records, rows, strict=True), tmp_path / "plan.jsonl")
+    flat = [v for vs in rows for v in vs]
+    from_list, from_file = assign_shards(flat, 7), assign_shards(planned, 7)
+    assert [(s.name, s.size) for s in from_file] == [(s.name, s.size) for s in from_list]
+    assert [s.variants for s in from_file] == [s.variants for s in from_list]
+    assert [s.name for s in from_file][:2] == ["train-00000.tar", "train-00001.tar"]  # splits in first-seen order
+    spans = sorted(span for s in from_file for span in s.spans)  # every byte of the file in exactly one shard
+    assert spans[0][0] == 0 and spans[-1][1] == (tmp_path / "plan.jsonl").stat().st_size
+    assert all(a[1] <= b[0] for a, b in pairwise(spans))
+    assert sum(b - a for a, b in spans) == spans[-1][1]
+    assert len(spans) < len(rows)  # a source's rows next to the shard's previous ones extend its range
+    # a shard is read from its byte ranges alone: the other rows may change, its own may not
+    (tmp_path / "plan.jsonl").write_bytes((tmp_path / "plan.jsonl").read_bytes()[:-10])
+    last = max(from_file, key=lambda s: s.spans[-1][1])
+    assert [s.variants for s in from_file if s is not last] == [s.variants for s in from_list if s.name != last.name]
+    with pytest.raises(ValueError):  # its last row was cut short
+        last.variants  # noqa: B018

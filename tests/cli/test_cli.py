@@ -232,22 +232,24 @@ def test_build_label_map_overrides_the_parsers_classes_and_shows_them(tiny_demo,
     )
 
 
-def test_train_passes_the_train_config_defaults(tmp_path, monkeypatch):
-    from dlcr_data.reid.config import TrainConfig
+def test_train_passes_the_recipe_and_the_users_overrides(tmp_path, monkeypatch):
+    from dlcr_data.reid.recipes import resolve
 
     seen = []
     monkeypatch.setattr("dlcr_data.reid.train.train", lambda config, reporter=None: seen.append(config) or tmp_path)
     assert invoke("train", "demo", "--out", tmp_path / "run").exit_code == 0
-    assert invoke("train", "demo", "--out", tmp_path / "run", "--image-size", "64x32").exit_code == 0
+    assert invoke("train", "prcc", "--out", tmp_path / "run", "--image-size", "64x32", "--batch-k", "2").exit_code == 0
     run = str(tmp_path / "run")
-    assert seen == [TrainConfig("demo", run), TrainConfig("demo", run, image_size=(64, 32))]
+    assert seen == [resolve("demo", out=run), resolve("prcc", out=run, image_size=(64, 32), batch_k=2)]
 
 
 def test_experiment_passes_the_experiment_config_defaults(monkeypatch):
     from dlcr_data.experiment import ExperimentConfig
 
     seen = []
-    monkeypatch.setattr("dlcr_data.experiment.run_experiment", lambda c, reporter=None: seen.append(c) or {"rows": []})
+    monkeypatch.setattr(
+        "dlcr_data.experiment.run_experiment", lambda c, reporter=None: seen.append(c) or {"rows": [], "epochs": 1}
+    )
     assert invoke("experiment").exit_code == 0
     assert seen == [ExperimentConfig()]
 

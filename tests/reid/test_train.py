@@ -14,18 +14,11 @@ from dlcr_data.errors import UserError
 from dlcr_data.pretrained import ModelNotFound
 from dlcr_data.reid.checkpoints import load_checkpoint
 from dlcr_data.reid.config import TrainConfig
-from dlcr_data.reid.data import (
-    LabelMaps,
-    PairedBatchSampler,
-    ProgressiveSchedule,
-    TrainSet,
-    pid2clothes,
-    real_mask,
-)
+from dlcr_data.reid.data import LabelMaps, TrainSet, pid2clothes, real_mask
 from dlcr_data.reid.features import extract_features, extract_images
 from dlcr_data.reid.losses import ClothesAdversarialLoss, CosFaceLoss, TripletLoss
 from dlcr_data.reid.model import ReIDConfig, ReIDModel
-from dlcr_data.reid.sampler import IdentitySampler
+from dlcr_data.reid.sampler import IdentitySampler, PairedBatchSampler, ProgressiveSchedule
 from dlcr_data.reid.train import train
 
 SIZE = (64, 32)  # the tiny demo (conftest.py): 32 train images, 3 identities, 6 outfits
@@ -148,8 +141,10 @@ def test_pairing_batches(tiny_demo, expanded, tmp_path):
         batches = list(sampler)
         assert batches and len(batches) == len(sampler)
         for batch in batches:
-            reals, partners = batch[: len(batch) // 2], batch[len(batch) // 2 :]
+            items, keys = [item for item, _ in batch], [key for _, key in batch]
+            reals, partners = items[: len(batch) // 2], items[len(batch) // 2 :]
             assert len(reals) == len(partners) == 8 and all(i < data.num_real for i in reals)
+            assert keys[8:] == [key + 1 for key in keys[:8]] and all(key % 2 == 0 for key in keys[:8])
             for real, partner in zip(reals, partners, strict=True):
                 assert data.pids[partner] == data.pids[real]
                 if data.partners[real]:  # a variant of this very source image, from the allowed pool
@@ -163,22 +158,41 @@ def test_pairing_batches(tiny_demo, expanded, tmp_path):
 
 
 # -- sampler, labels ------------------------------------------------------------------------------------------------
-def test_identity_sampler_pk():
+def test_identity_sampler_is_cals_chunk_sampler():
     rng = random.Random(0)
     pids = [pid for pid in range(10) for _ in range(rng.randint(1, 12))]  # some identities have < K images
+    sizes = {pid: pids.count(pid) for pid in set(pids)}
+    chunks = sum(max(1, n // 3) for n in sizes.values())  # K = 3: short identities give one chunk (replacement)
     sampler = IdentitySampler(pids, p=4, k=3, seed=7)
+    assert len(sampler) == chunks // 4  # every chunk once, the last incomplete batch dropped
+    seen = []
     for batch in sampler:
         assert len(batch) == 12
-        labels = [pids[i] for i in batch]
-        assert len(set(labels)) == 4 and all(labels.count(pid) == 3 for pid in set(labels))
-        assert all(labels[i] == labels[i - i % 3] for i in range(12))  # K consecutive per identity
+        labels = [pids[item] for item, _ in batch]
+        assert all(labels[i] == labels[i - i % 3] for i in range(12))  # K consecutive of one identity
+        seen += [item for item, _ in batch]
+    long_ids = [pid for pid, n in sizes.items() if n >= 3]
+    for pid in long_ids:  # without replacement: no image of an identity with >= K images is drawn twice
+        items = [i for i in seen if pids[i] == pid]
+        assert len(items) == len(set(items))
+    keys = [key for batch in sampler for _, key in batch]
+    assert len(keys) == len(set(keys))  # a draw key names one draw of the epoch
     assert list(sampler) == list(IdentitySampler(pids, p=4, k=3, seed=7))
     sampler.set_epoch(1)
     assert list(sampler) != list(IdentitySampler(pids, p=4, k=3, seed=7))
-    shards = [list(IdentitySampler(pids, 4, 3, seed=7, num_replicas=2, rank=r)) for r in (0, 1)]
-    assert len(shards[0]) == len(shards[1]) and not set(map(tuple, shards[0])) & set(map(tuple, shards[1]))
-    with pytest.raises(UserError, match="only 10"):
-        IdentitySampler(pids, p=11, k=2)
+
+
+def test_two_processes_see_one_process_batches_split_in_two():
+    """2 processes x P chunks and 1 process x 2P chunks: the same draws (items and keys) at every step."""
+    rng = random.Random(1)
+    pids = [pid for pid in range(12) for _ in range(rng.randint(2, 20))]
+    single = list(IdentitySampler(pids, p=8, k=4, seed=3))
+    ranks = [list(IdentitySampler(pids, p=4, k=4, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(single)
+    for step, batch in enumerate(single):
+        assert sorted(batch) == sorted(ranks[0][step] + ranks[1][step])
+    with pytest.raises(UserError, match="no full batch"):
+        IdentitySampler(pids, p=100, k=4)
 
 
 def test_relabelling_is_sorted_and_order_free(tiny_demo):

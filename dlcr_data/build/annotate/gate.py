@@ -1,15 +1,24 @@
 """Identity gate: drop generated variants that no longer look like their person (`--identity-gate MODEL`).
 
 From CLIP3DReID (Liu et al., CVPR 2024), whose generated/shape-aware samples are only useful if they keep the
-identity; the paper's release has no such filter, so this is our identity-preservation filter in its spirit. A
-variant is rejected when
+identity; the paper's release has no such filter, so this is our identity-preservation filter in its spirit.
 
-- its embedding has cosine < `threshold` to its identity's prototype (mean of the L2-normalised features of that
-  identity's real images, renormalised),
-- or (with `require_rank1`) another identity's prototype is more similar than its own,
-- or more than `outside_tolerance` of the pixels outside the generator's mask changed (by more than
+No test label ever decides (issue 11): whatever splits are built, the prototypes come from the built training
+images only (`PROTOTYPE_SPLIT`; none when it is not built), and a variant of any other split (query, gallery) is
+judged against its own source image, never against an identity: its pid is a test label. So a variant is rejected
+when
+
+- training split: its embedding has cosine < `threshold` to its identity's prototype (mean of the L2-normalised
+  features of that identity's real training images, renormalised), or (with `require_rank1`) another training
+  identity's prototype is more similar than its own;
+- any other split: its embedding has cosine < `threshold` to its source image's embedding (no label involved;
+  this still catches a variant whose person was damaged);
+- either: more than `outside_tolerance` of the pixels outside the generator's mask changed (by more than
   `pixel_tolerance` in some channel) versus the source: the silhouette/identity region must stay put. Our
   generators composite through the mask, so this is 0 for them; a foreign generator may repaint the whole frame.
+
+A rejected variant is simply not written; nothing stands in for it in the build (`evaluate --refine` stands in
+the query's own feature, which is label-free too).
 
 The embedder is chosen from the model reference: a folder holding a dlcr-data re-ID checkpoint (`config.json`
 with the toolkit's checkpoint format, or a training run folder: its newest checkpoint) uses that model's own
@@ -36,6 +45,7 @@ from dlcr_data.build.options import GATE_OPTION, checkpoint_folder
 from dlcr_data.errors import UserError
 from dlcr_data.pretrained import default_device, load_pretrained, pooled_features
 from dlcr_data.progress import quiet_library_warnings
+from dlcr_data.records import Record
 
 if TYPE_CHECKING:
     import torch
@@ -44,11 +54,18 @@ if TYPE_CHECKING:
 # re-ID checkpoints: their inference feature is the BN-neck feature without shift (centred), so unrelated people
 # sit near cosine 0 and a person's own prototype well above it; 0.5 keeps clear cases and drops variants that
 # drifted half-way. Generic backbones (all-positive pooled features) give high cosines to everyone: there the
-# rank-1 test does the work, or pass a higher --gate-threshold.
+# rank-1 test does the work, or pass a higher --gate-threshold. A test split's variant is held to the same cosine,
+# to its own source (same image but the garments): one threshold for both keeps a single knob.
 DEFAULT_THRESHOLD = 0.5
 # Input size (H, W) for a backbone saved without an image processor and without `image_size` in its config:
 # the re-ID checkpoints' default (CAL's 256x128).
 FALLBACK_SIZE = (256, 128)
+# The only split whose identity labels the gate may use; every other split holds test identities.
+PROTOTYPE_SPLIT = "train"
+# The version of the keep/reject rule above, recorded with every gated build: a rerun regenerates shards gated
+# under another one (`generate.stage`). 1 (unrecorded): prototypes of every built split, so test labels decided;
+# 2: training prototypes only, a test split's variant against its source (issue 11). Bump it with the rule.
+GATE_RULE = 2
 
 
 # -- embedders --------------------------------------------------------------------------------------------------
@@ -175,17 +192,24 @@ def load_embedder(ref: str, device: str | None = None, batch_size: int = 64) -> 
 # -- the gate ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GateDecision:
-    score: float  # cosine to the identity's own prototype
-    rank1: bool  # the own prototype is the most similar (ties count as rank-1)
+    score: float  # cosine to the identity's prototype ("identity") or to the source image ("source")
+    rank1: bool | None  # the own prototype is the most similar (ties count as rank-1); None: not tested
     outside_changed: float  # fraction of outside-mask pixels that differ from the source by > pixel_tolerance
     keep: bool
     reason: str  # "" when kept; else every failed test with its numbers, "; "-separated
-    best_pid: int  # the most similar prototype's pid (the own pid when rank-1)
-    best_score: float  # its cosine
+    best_pid: int | None  # the most similar prototype's pid (the own pid when rank-1); None: not tested
+    best_score: float | None  # its cosine
+    reference: str = "identity"  # what `score` compares with: "identity" (training split) | "source" (test splits)
+
+
+def identity_label(record: Record) -> int | None:
+    """The identity a variant of `record` is judged by: its pid for a training image, None for any other split
+    (a test label, which must never decide: such a variant is judged against its own source image)."""
+    return record.pid if record.split == PROTOTYPE_SPLIT else None
 
 
 class IdentityGate:
-    """Prototypes per identity (`fit`), then keep/reject decisions for generated variants (`check`)."""
+    """Prototypes per training identity (`fit`), then keep/reject decisions for generated variants (`check`)."""
 
     def __init__(
         self,
@@ -226,7 +250,8 @@ class IdentityGate:
         pids: Sequence[int],
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        """One prototype per identity from its real images; replaces any earlier prototypes.
+        """One prototype per identity from its real images (the build passes its training images only); replaces
+        any earlier prototypes.
 
         `images` may be lazy (a generator): it is decoded and embedded `batch_size` at a time, so a large dataset
         never sits in memory. A None item (an unreadable image) is left out. `progress(n)` is called once a batch
@@ -263,19 +288,21 @@ class IdentityGate:
         generated: Sequence[Image.Image],
         sources: Sequence[Image.Image],
         masks: Sequence[np.ndarray],
-        pids: Sequence[int],
+        pids: Sequence[int | None],
     ) -> list[GateDecision]:
         """One decision per generated image: `sources[i]` is its real source, `masks[i]` (bool H x W of the source)
-        the region the generator was allowed to change, `pids[i]` the identity it must keep."""
-        if self.prototypes is None:
-            raise RuntimeError("IdentityGate.check before fit: build the identity prototypes first")
+        the region the generator was allowed to change, `pids[i]` the training identity it must keep, or None
+        (`identity_label`: a test split) to judge it against its source image only."""
         if not len(generated) == len(sources) == len(masks) == len(pids):
             raise ValueError(
                 f"check needs one source, mask and pid per generated image; got {len(generated)} generated, "
                 f"{len(sources)} sources, {len(masks)} masks, {len(pids)} pids"
             )
+        labelled = {int(p) for p in pids if p is not None}
+        if labelled and self.prototypes is None:
+            raise RuntimeError("IdentityGate.check before fit: build the identity prototypes first")
         index = {p: i for i, p in enumerate(self.pids)}
-        missing = sorted({int(p) for p in pids} - index.keys())
+        missing = sorted(labelled - index.keys())
         if missing:
             raise ValueError(
                 f"pid(s) {', '.join(map(str, missing[:10]))} have no prototype; fit() saw {len(self.pids)} "
@@ -283,35 +310,64 @@ class IdentityGate:
             )
         if not generated:
             return []
-        sims = self.embed(generated) @ self.prototypes.T  # (N, P) cosines: both sides are unit vectors
+        feats = self.embed(generated)
+        sims = feats @ self.prototypes.T if labelled else None  # (N, P) cosines: both sides are unit vectors
+        to_source = self._source_cosines(feats, sources, pids)
         decisions = []
         for i, (gen, src, mask, pid) in enumerate(zip(generated, sources, masks, pids, strict=True)):
-            own = index[int(pid)]
+            outside = outside_changed(gen, src, mask, self.pixel_tolerance, index=i)
+            if pid is None:
+                decisions.append(self._decide(to_source[i], None, None, None, outside, "source"))
+                continue
             row = sims[i]
+            own = index[int(pid)]
             score = float(row[own])
             best = int(row.argmax())
             rank1 = score >= float(row[best])  # ties: rank-1 (argmax would pick the lower index)
             best = own if rank1 else best
-            outside = outside_changed(gen, src, mask, self.pixel_tolerance, index=i)
-            failed = []
-            if score < self.threshold:
-                failed.append(f"similarity {score:.3f} < {self.threshold:.3f}")
-            if self.require_rank1 and not rank1:
-                failed.append(f"not rank-1 (best: pid {self.pids[best]} at {float(row[best]):.3f})")
-            if outside > self.outside_tolerance:
-                failed.append(f"outside mask changed {outside:.3f} > {self.outside_tolerance:.3f}")
-            decisions.append(
-                GateDecision(
-                    score=score,
-                    rank1=rank1,
-                    outside_changed=outside,
-                    keep=not failed,
-                    reason="; ".join(failed),
-                    best_pid=self.pids[best],
-                    best_score=float(row[best]),
-                )
-            )
+            decisions.append(self._decide(score, rank1, self.pids[best], float(row[best]), outside, "identity"))
         return decisions
+
+    def _source_cosines(
+        self, feats: torch.Tensor, sources: Sequence[Image.Image], pids: Sequence[int | None]
+    ) -> dict[int, float]:
+        """Item -> cosine between its variant and its source, for the unlabelled items; each distinct source image
+        is embedded once (a source's variants share its image)."""
+        items = [i for i, p in enumerate(pids) if p is None]
+        distinct = list({id(sources[i]): sources[i] for i in items}.values())
+        if not distinct:
+            return {}
+        row = {id(image): j for j, image in enumerate(distinct)}
+        source_feats = self.embed(distinct)
+        return {i: float(feats[i] @ source_feats[row[id(sources[i])]]) for i in items}
+
+    def _decide(
+        self,
+        score: float,
+        rank1: bool | None,
+        best_pid: int | None,
+        best_score: float | None,
+        outside: float,
+        reference: str,
+    ) -> GateDecision:
+        failed = []
+        if score < self.threshold:  # the identity reason keeps its earlier wording (manifests record it)
+            what = "similarity" if reference == "identity" else "similarity to source"
+            failed.append(f"{what} {score:.3f} < {self.threshold:.3f}")
+        if self.require_rank1 and rank1 is False:
+            failed.append(f"not rank-1 (best: pid {best_pid} at {best_score:.3f})")
+        if outside > self.outside_tolerance:
+            failed.append(f"outside mask changed {outside:.3f} > {self.outside_tolerance:.3f}")
+        return GateDecision(
+            score=score,
+            rank1=rank1,
+            outside_changed=outside,
+            keep=not failed,
+            reason="; ".join(failed),
+            best_pid=best_pid,
+            best_score=best_score,
+            reference=reference,
+        )
 
 
 def outside_changed(

@@ -11,10 +11,11 @@ from dlcr_data.build.generate.clone import CloneGenerator
 from dlcr_data.build.generate.composite import composite
 from dlcr_data.build.generate.diffusion import DiffusionGenerator
 from dlcr_data.build.generate.recolor import RecolorGenerator
+from dlcr_data.build.generate.render import RenderGenerator
 from dlcr_data.build.generate.swap import SwapGenerator
 
 GENERATORS: dict[str, type[Generator]] = {
-    cls.name: cls for cls in (DiffusionGenerator, RecolorGenerator, CloneGenerator, SwapGenerator)
+    cls.name: cls for cls in (DiffusionGenerator, RecolorGenerator, CloneGenerator, SwapGenerator, RenderGenerator)
 }
 
 __all__ = ["GENERATORS", "GenerationRequest", "Generator", "composite"]

@@ -24,6 +24,9 @@ class GenerationRequest:
     # The appearance provider: a training image wearing the target outfit (for generators with `needs_donor`).
     donor_image: Image.Image | None = None
     donor_garment_map: np.ndarray | None = None  # canonical class ids, same H x W as `donor_image`
+    # The plan row's exact keys, for generators that look the source and the target up (`render`).
+    source_path: str = ""  # the source image's `Record.path` (relative to the dataset root)
+    target_clothes_id: str = ""
 
 
 @runtime_checkable

@@ -1,7 +1,8 @@
 """The generate stage: every planned variant generated, passed through the identity gate (if any), into shards.
 
 Shards are the work units: complete ones are kept, the rest are split across processes. A source is loaded, and
-its mask encoded, once for all its variants (they are consecutive in the plan).
+its mask encoded, once for all its variants (they are consecutive in the plan). Gated shards are kept only when
+they were decided by the current gate rule (`GATE_RULE`, recorded in `work/<dataset>/gate_rule.json`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from dlcr_data.build.annotate.gate import GATE_RULE, identity_label
 from dlcr_data.build.generate import GenerationRequest, Generator
 from dlcr_data.build.parse import clothing_mask, load_garment_map, load_image
-from dlcr_data.build.plan import PlannedVariant
+from dlcr_data.build.plan import PlanFile, PlannedVariant
 from dlcr_data.build.sample import variant_meta
 from dlcr_data.build.shards import (
     ShardResult,
@@ -26,13 +28,18 @@ from dlcr_data.build.shards import (
     encode_image,
     encode_sample,
     run_shards,
+    shard_record_path,
 )
+from dlcr_data.files import write_json_atomic
+from dlcr_data.manifest import drop_entry, read_json
 from dlcr_data.records import Record, Skipped
 
 if TYPE_CHECKING:
     from dlcr_data.build.annotate.body_shape import BodyShapes
     from dlcr_data.build.annotate.gate import GateDecision, IdentityGate
     from dlcr_data.build.context import BuildContext
+
+GATE_RULE_FILE = "gate_rule.json"  # in work/<dataset>/: {"rule": the GATE_RULE its gated shards were decided by}
 
 
 @dataclass
@@ -43,12 +50,12 @@ class Generation:
     sources: dict[str, Record]
     donors: dict[str, Record]
     shapes: BodyShapes | None = None
-    gate: IdentityGate | None = None  # fitted on the sources
+    gate: IdentityGate | None = None  # fitted on the built training sources
 
 
 def run(
     ctx: BuildContext,
-    plan: list[PlannedVariant],
+    plan: PlanFile,  # the rows stay in plan.jsonl: each shard reads its own (`ShardSpec.variants`)
     sources: list[Record],
     pool: list[Record],
     shapes: BodyShapes | None = None,
@@ -63,11 +70,38 @@ def run(
             gen.gate = _fit_gate(ctx, sources)
         return lambda spec, advance: _generate_shard(ctx, spec, gen, advance)
 
-    return run_shards(ctx.folder, ctx.reporter, assign_shards(plan, opts.shard_samples), "generate", start)
+    specs = assign_shards(plan, opts.shard_samples)
+    if opts.identity_gate:
+        _retire_other_rule_shards(ctx, specs)
+    return run_shards(ctx.folder, ctx.reporter, specs, "generate", start)
+
+
+def _retire_other_rule_shards(ctx: BuildContext, specs: list[ShardSpec]) -> None:
+    """Gated shards decided by another gate rule are never reused: the options match, so without this a rerun would
+    keep them. No rule recorded means one made before rules were recorded, whose gate let test labels decide.
+    Their records go (so `run_shards` writes them again), and so does the manifest entry that lists them."""
+    folder = ctx.folder
+    path = ctx.work / GATE_RULE_FILE
+    if read_json(path) == {"rule": GATE_RULE}:  # ungated builds never get here: their work/ stays as it was
+        return
+    folder.state.wait_for_everyone()  # every process read the rule before main changes anything
+    if folder.main():
+        records = [p for p in (shard_record_path(folder, spec) for spec in specs) if p.is_file()]
+        if records:
+            ctx.reporter.note(
+                f"{len(records)} shard(s) in {ctx.out} were gated under another identity-gate rule: regenerating them",
+                warning=True,
+            )
+            drop_entry(ctx.out, ctx.opts.dataset)
+        for record in records:
+            record.unlink()
+        write_json_atomic(path, {"rule": GATE_RULE})
+    folder.state.wait_for_everyone()
 
 
 def _fit_gate(ctx: BuildContext, sources: list[Record]) -> IdentityGate:
-    """The identity gate with one prototype per identity from the real source images of the built splits."""
+    """The identity gate with one prototype per identity from the built training images only: a test split's
+    labels must decide nothing (issue 11), so its variants are judged against their own sources (`check`)."""
     from dlcr_data.build.annotate.gate import IdentityGate
 
     opts = ctx.opts
@@ -75,14 +109,17 @@ def _fit_gate(ctx: BuildContext, sources: list[Record]) -> IdentityGate:
     gate = IdentityGate(
         opts.identity_gate, batch_size=max(opts.batch_size, 64), device=str(ctx.state.device), **options
     )
-    advance = ctx.reporter.stage("gate prototypes", len(sources))
+    train = [r for r in sources if identity_label(r) is not None]
+    if not train:  # no training split built: every variant is judged against its source, no prototype needed
+        return gate
+    advance = ctx.reporter.stage("gate prototypes", len(train))
 
     def images():  # lazily: the gate decodes and embeds a batch at a time
-        for r in sources:
+        for r in train:
             image = load_image(ctx.root, r)
             yield None if isinstance(image, Skipped) else image  # unreadable: no vote (generation lists it)
 
-    gate.fit(images(), [r.pid for r in sources], progress=advance)  # advances once a batch is embedded
+    gate.fit(images(), [r.pid for r in train], progress=advance)  # advances once a batch is embedded
     ctx.reporter.done("gate prototypes")
     return gate
 
@@ -100,7 +137,7 @@ def _generate_shard(ctx: BuildContext, spec: ShardSpec, gen: Generation, advance
             scores: list[float | None] = [None] * len(batch)
             keep = [True] * len(batch)
             if gen.gate is not None:
-                pids = [gen.sources[v.source_key].pid for _, v, _ in batch]
+                pids = [identity_label(gen.sources[v.source_key]) for _, v, _ in batch]  # None: a test split
                 decisions = gen.gate.check(images, [r.image for r in requests], [r.mask for r in requests], pids)
                 scores, keep = [d.score for d in decisions], [d.keep for d in decisions]
                 rejected += [_rejection(v, d) for (_, v, _), d in zip(batch, decisions, strict=True) if not d.keep]
@@ -134,7 +171,8 @@ def _rejection(variant: PlannedVariant, decision: GateDecision) -> dict:
         "key": variant.key,
         "source_key": variant.source_key,
         "score": round(float(decision.score), 4),
-        "rank1": bool(decision.rank1),
+        "reference": decision.reference,  # "identity" (training split) or "source" (test splits: no label used)
+        "rank1": decision.rank1,  # None when not tested (a test split's variant)
         "outside_changed": round(float(decision.outside_changed), 4),
         "reason": decision.reason,
     }
@@ -172,6 +210,8 @@ def _batches(ctx: BuildContext, spec: ShardSpec, gen: Generation, skipped: list[
             seed=variant.seed,
             donor_image=donor_image,
             donor_garment_map=donor_map,
+            source_path=gen.sources[source_key].path,
+            target_clothes_id=variant.target_clothes_id,
         )
         batch.append((request, variant, mask_png))
         if len(batch) == opts.batch_size:

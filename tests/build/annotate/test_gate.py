@@ -148,6 +148,51 @@ def test_every_failed_test_is_listed(checkpoint, demo):
     assert parts[2] == "outside mask changed 1.000 > 0.010" and d.outside_changed == 1.0
 
 
+# -- test splits: judged against their own source, no label ------------------------------------------------------
+def test_an_unlabelled_variant_is_judged_against_its_source_only(checkpoint, demo):
+    """pid None (a query/gallery variant, issue 11): the score is the cosine to its own source; no prototype, no
+    rank-1 test, so no identity label can keep or drop it."""
+    a, b = demo["first"][3], demo["first"][5]
+    src, mask = demo["images"][a], demo["masks"][a]
+    gate = make_gate(checkpoint)  # never fitted: an unlabelled check needs no prototypes
+    [same] = gate.check([src], [src], [mask], [None])
+    assert same.reference == "source" and same.keep and same.reason == ""
+    assert same.score == pytest.approx(1.0, abs=1e-5) and same.rank1 is None and same.best_pid is None
+
+    other = demo["images"][b]  # another person standing in for the variant: far from the source
+    feats = gate.embed([other, src])
+    cosine = float(feats[0] @ feats[1])
+    strict = make_gate(checkpoint, threshold=round(cosine + 0.05, 3))
+    [d] = strict.check([other], [src], [mask], [None])
+    assert d.score == pytest.approx(cosine, abs=1e-5) and not d.keep
+    assert d.reason.split("; ")[0] == f"similarity to source {cosine:.3f} < {strict.threshold:.3f}"
+
+    # Whatever prototypes exist (any identities, any images), the unlabelled decision is the same.
+    for fitted in (single_image_prototypes, lambda g, dm: g.fit(dm["images"][::-1], dm["pids"][::-1])):
+        fitted(strict, demo)
+        assert strict.check([other], [src], [mask], [None]) == [d]
+
+
+def test_labelled_and_unlabelled_items_in_one_batch(checkpoint, demo):
+    gate = make_gate(checkpoint, threshold=-1.0)
+    single_image_prototypes(gate, demo)
+    other, own = demo["first"][5], demo["first"][3]
+    items = [other, own, own]  # the last two: variants of one source, whose image is embedded once
+    images, masks = [demo["images"][i] for i in items], [demo["masks"][i] for i in items]
+    embedded: list[int] = []
+    embed = gate.embed
+    gate.embed = lambda batch: (embedded.append(len(batch)), embed(batch))[1]
+    labelled, *unlabelled = gate.check(images, images, masks, [3, None, None])
+    assert embedded == [3, 1]  # the variants, then the one distinct unlabelled source
+    alone = check_indices(gate, demo, [other], pids=[3])[0]  # as if checked alone: not rank-1 for pid 3
+    assert labelled.reference == "identity" and not labelled.keep and not labelled.rank1 and labelled.best_pid == 5
+    assert labelled.score == pytest.approx(alone.score, abs=1e-5) and labelled.reason == alone.reason
+    for d in unlabelled:
+        assert d.reference == "source" and d.keep and d.rank1 is None and d.score == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(RuntimeError, match="before fit"):
+        make_gate(checkpoint).check(images, images, masks, [3, None, None])  # a labelled item needs prototypes
+
+
 # -- the outside-mask (silhouette) check ------------------------------------------------------------------------
 def test_outside_mask_changes_are_detected(checkpoint, demo):
     gate = make_gate(checkpoint, threshold=-1.0)
