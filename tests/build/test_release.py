@@ -116,11 +116,11 @@ def test_load_dataset_load_expanded_and_trainer_pairing(prcc):
     expanded = load_expanded(out, "prcc")
     assert set(expanded.source_keys) == expected
     assert all(len(rows) == N for rows in expanded.index.values())
-    train = TrainSet.from_dataset("prcc", raw.root, (H, W), expanded=out, cache=False)
+    train = TrainSet.from_dataset("prcc", raw.root, (H, W), expanded=out, cache="off")
     assert train.unmatched_variants == 0
     paired = {train.keys[i]: len(p) for i, p in enumerate(train.partners) if p}
     assert paired == dict.fromkeys(expected, N)
-    image, _ = train[train.num_real]  # a variant decodes as the trainer reads it
+    image, _, _ = train[train.num_real]  # a variant decodes as the trainer reads it
     assert tuple(image.shape) == (3, H, W)
 
 
