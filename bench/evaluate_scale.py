@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> dict | None:
             for method in METHODS if rep % 2 == 0 else reversed(METHODS):
                 runs[method].append(run(method, fraction, args))
         result["runs"][str(fraction)] = runs
-    result["load_average_after"] = os.getloadavg()
-    result["summary"] = summarise(result)
-    path = write_result("evaluate_scale", result, args.json)
+        result["load_average_after"] = os.getloadavg()
+        result["summary"] = summarise(result)
+        path = write_result("evaluate_scale", result, args.json)  # after each size: a long run killed keeps them
     headers = ["fraction", "queries x gallery", "method", "s", "/ plain", "peak RSS GiB", "RSS w/ features GiB"]
     print(table(headers, [[r["fraction"], r["shape"], r["method"], r["seconds"], f"{r['over_plain']:.2f}x",
                            f"{r['peak_rss_gib']:.2f}", f"{r['features_rss_gib']:.2f}"]
