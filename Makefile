@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/dlcr-data build demo --variants 10 --splits train,query --out $(OUT)
 	$(BIN)/dlcr-data preview $(OUT) --n 8
-	$(BIN)/dlcr-data experiment demo --out $(OUT)
+	$(BIN)/dlcr-data experiment demo --out $(OUT) --generators recolor
 
 test: $(STAMP) lint
 	$(BIN)/pytest

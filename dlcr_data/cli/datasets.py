@@ -13,6 +13,7 @@ from dlcr_data import loaders
 from dlcr_data.cli.common import RootOption, console, default
 from dlcr_data.demo import DemoConfig
 from dlcr_data.demo.preview import sample_sheet
+from dlcr_data.errors import UserError
 
 
 def datasets_command() -> None:
@@ -56,7 +57,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Where the preview PNG goes.")] = Path("out/demo"),
     root: Annotated[
         Path | None,
-        typer.Option("--root", help="Render into this folder. Default: $DLCR_DATA_ROOT/dlcr_demo-<config>."),
+        typer.Option("--root", help="Render into this folder [default: one per config under $DLCR_DATA_ROOT]."),
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the procedural renderer.")] = default(DemoConfig, "seed"),
     ids: Annotated[int, typer.Option("--ids", min=2, help="Number of identities (half train, half test).")] = default(
@@ -65,12 +66,28 @@ def demo(
     images_per_camera: Annotated[int, typer.Option(min=1, help="Images per (outfit, camera).")] = default(
         DemoConfig, "images_per_camera"
     ),
+    min_outfits: Annotated[int, typer.Option(min=1, max=4, help="Fewest outfits per person.")] = default(
+        DemoConfig, "min_outfits"
+    ),
+    max_outfits: Annotated[int, typer.Option(min=1, max=4, help="Most outfits per person.")] = default(
+        DemoConfig, "max_outfits"
+    ),
+    garment_change: Annotated[
+        str, typer.Option(help="How a person's outfits differ: shape (own outline each), colour, any.")
+    ] = default(DemoConfig, "garment_change"),
+    palette: Annotated[
+        str, typer.Option(help="Clothes colours: street (mostly dark and neutral) or uniform.")
+    ] = default(DemoConfig, "palette"),
     n: Annotated[int, typer.Option("--n", min=1, help="Identities shown in the preview.")] = default(sample_sheet, "n"),
 ) -> None:
     """Render the embedded demo dataset (offline, deterministic), inspect it and write a preview PNG."""
     from dlcr_data.files import save_png_atomic
 
-    config = DemoConfig(seed=seed, num_ids=ids, images_per_camera=images_per_camera)
+    try:
+        config = DemoConfig(seed, ids, images_per_camera, min_outfits=min_outfits, max_outfits=max_outfits,
+                            garment_change=garment_change, palette=palette)  # fmt: skip
+    except ValueError as error:
+        raise UserError(str(error)) from None
     spec = loaders.demo.Demo(config)
     with console.status("rendering the demo dataset…"):
         loaded = spec.load(root, verify_images=True)

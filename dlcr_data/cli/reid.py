@@ -13,7 +13,7 @@ from rich.table import Table
 from dlcr_data.build import BuildOptions
 from dlcr_data.cli.common import RootOption, console, csv, csv_text, default, pair, pair_text
 from dlcr_data.errors import UserError
-from dlcr_data.experiment import ExperimentConfig
+from dlcr_data.experiment import CURVE, ExperimentConfig
 from dlcr_data.reid.config import EvaluateOptions, TrainConfig
 
 # Help panels: the options of each related method together, apart from the plain run's.
@@ -261,22 +261,47 @@ def experiment(
     seeds: Annotated[
         int, typer.Option(min=1, help="Training seeds per row; rows show mean ± std over them.")
     ] = default(ExperimentConfig, "seeds"),
+    generators: Annotated[
+        str,
+        typer.Option(help="+DLCR rows, one per generator: recolor, clone, swap, render, render-limbs."),
+    ] = csv_text(default(ExperimentConfig, "generators")),
     all_rows: Annotated[
         bool,
         typer.Option(
             "--all",
-            help="Also one run per feature of the related methods: clone, swap, similarity-diversity, teacher, gate.",
+            help="Also one run per other feature of the related methods: similarity-diversity, teacher, gate.",
         ),
     ] = default(ExperimentConfig, "all"),
+    jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Training runs at once [default: one per --threads cores].", show_default=False),
+    ] = default(ExperimentConfig, "jobs"),
+    threads: Annotated[
+        int, typer.Option(min=1, help="Torch threads per run (results depend on it, not on --jobs).")
+    ] = default(ExperimentConfig, "threads"),
+    curve_every: Annotated[
+        int, typer.Option(min=0, help="Score every N-th epoch for the CC rank-1 curve (0: no curve).")
+    ] = default(ExperimentConfig, "curve_every"),
 ) -> None:
-    """The DLCR effect on the demo: originals only vs DLCR pairing + progressive learning (+ refinement).
+    """The DLCR effect on the demo: originals only vs DLCR pairing + progressive learning with each generator
+    (+ refinement), mean ± std over --seeds.
 
-    With --all (about 27 min on 2 cores, 22 after `make demo`): the ClonedPerson, DG-Net and CLIP3DReID
-    features, one run each, with the same budget."""
+    With --all: also the ClonedPerson sampler, DG-Net's teacher + fine-grained head and CLIP3DReID's gate."""
     from dlcr_data.experiment import run_experiment
     from dlcr_data.progress import RichReporter
 
-    config = ExperimentConfig(dataset=dataset, out=out, epochs=epochs, refine=refine, seeds=seeds, all=all_rows)
+    config = ExperimentConfig(
+        dataset=dataset,
+        out=out,
+        epochs=epochs,
+        refine=refine,
+        seeds=seeds,
+        generators=csv(generators),
+        all=all_rows,
+        jobs=jobs,
+        threads=threads,
+        curve_every=curve_every,
+    )
     with RichReporter(console) as reporter:
         result = run_experiment(config, reporter)
     first = result["rows"][0] if result["rows"] else {}
@@ -291,6 +316,8 @@ def experiment(
         table.add_row(row["name"], *cells)
     console.print(table)
     console.print(f"results: {Path(out) / 'experiment.json'}")
+    if any(result.get("curves", {}).values()):
+        console.print(f"CC rank-1 by epoch: {Path(out) / 'experiment' / CURVE}")
 
 
 def _mean_std(figures: dict, key: str) -> str:

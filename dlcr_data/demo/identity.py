@@ -6,7 +6,7 @@ on the seed and its own indices, never on how many others were sampled before it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,6 +32,13 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     )
 }
 BOTTOM_COLOURS = ("black", "grey", "blue", "brown", "beige", "white", "green", "red")
+# How often each colour is worn (`DemoConfig.palette`): "uniform" draws every colour alike, so an outfit almost
+# names its wearer; "street" is skewed towards dark and neutral clothes, as in street footage (PRCC, LTCC), so many
+# people dress alike and clothes alone no longer tell identities apart. Weights are ours, not measured.
+STREET_TOPS = {"black": 6, "white": 4, "grey": 4, "blue": 4, "red": 1.5, "green": 1, "yellow": 0.5, "orange": 0.5,
+               "pink": 1, "purple": 0.5, "brown": 1.5, "beige": 1.5}  # fmt: skip
+STREET_BOTTOMS = {"black": 6, "grey": 3, "blue": 5, "brown": 1.5, "beige": 2, "white": 1, "green": 0.5, "red": 0.5}
+PALETTES = ("street", "uniform")
 SHOE_COLOURS = ("black", "white", "grey", "brown", "red", "blue")
 
 SKIN_TONES = ((250, 214, 190), (236, 188, 150), (214, 160, 118), (180, 124, 84), (140, 92, 60), (98, 64, 44))
@@ -66,7 +73,6 @@ class Traits:
     stride: float  # walking gait: leg swing amplitude (radians)
     arm_swing: float
     lean: float  # persistent posture: forward lean (radians)
-    outfits: int  # how many outfits this person is seen in
 
 
 @dataclass(frozen=True)
@@ -108,30 +114,63 @@ def sample_traits(seed: int, pid: int) -> Traits:
         stride=float(rng.uniform(0.18, 0.42)),
         arm_swing=float(rng.uniform(0.15, 0.5)),
         lean=float(rng.uniform(-0.03, 0.08)),
-        outfits=int(rng.choice([1, 2, 3], p=[0.3, 0.4, 0.3])),
     )
 
 
-def sample_outfits(seed: int, pid: int, count: int) -> list[Outfit]:
-    """`count` outfits that differ in top colour and in the bottom, so each change is a real clothes change."""
+GARMENT_CHANGES = ("shape", "colour", "any")  # how a person's outfits differ (`DemoConfig.garment_change`)
+
+
+def silhouette(outfit: Outfit) -> tuple[str, str]:
+    """What a garment change does to the body's outline: sleeve length and leg cover (jeans are trousers)."""
+    return outfit.sleeves, "long" if outfit.bottom in ("trousers", "jeans") else outfit.bottom
+
+
+def sample_outfits(seed: int, pid: int, count: int, change: str = "shape", palette: str = "street") -> list[Outfit]:
+    """`count` outfits that all differ in top colour and in the bottom, so each change is a real clothes change.
+
+    `change` says what else differs: "shape", every outfit has its own silhouette (sleeves or leg cover), as when a
+    person in PRCC or LTCC swaps a t-shirt and jeans for a jacket and a skirt; "colour", every outfit keeps the
+    first one's garment types (only colours and pattern change); "any", types are drawn freely (either may happen).
+    """
+    if change not in GARMENT_CHANGES or palette not in PALETTES:
+        raise ValueError(f"garment change {change!r} or palette {palette!r} unknown: {GARMENT_CHANGES}, {PALETTES}")
     outfits: list[Outfit] = []
     for cloth in range(1, count + 1):
         rng = np.random.default_rng([seed, 2, pid, cloth])
-        while True:  # bounded in practice: 12 top colours and 32 bottoms against at most 2 earlier outfits
-            top_colour = str(rng.choice(list(PALETTE)))
-            bottom = (str(rng.choice(BOTTOMS)), str(rng.choice(BOTTOM_COLOURS)))
-            if bottom[0] == "jeans" and rng.random() < 0.6:  # most jeans are blue
-                bottom = ("jeans", "blue")
-            if all(top_colour != o.top_colour and bottom != (o.bottom, o.bottom_colour) for o in outfits):
+        while True:  # bounded in practice: 12 top colours, 32 bottoms and 9 silhouettes against <= 3 earlier outfits
+            outfit = _draw_outfit(rng, palette)
+            if change == "colour" and outfits:
+                outfit = replace(outfit, top=outfits[0].top, bottom=outfits[0].bottom)
+            if all(_differs(outfit, o, change) for o in outfits):
                 break
-        outfits.append(
-            Outfit(
-                top=str(rng.choice(list(TOPS))),
-                top_colour=top_colour,
-                pattern=str(rng.choice(PATTERNS, p=[0.4, 0.25, 0.15, 0.2])),
-                bottom=bottom[0],
-                bottom_colour=bottom[1],
-                shoes=str(rng.choice(SHOE_COLOURS)),
-            )
-        )
+        outfits.append(outfit)
     return outfits
+
+
+def _draw_outfit(rng: np.random.Generator, palette: str) -> Outfit:
+    street = palette == "street"
+    top_colour = _choice(rng, STREET_TOPS if street else dict.fromkeys(PALETTE, 1))
+    bottom = str(rng.choice(BOTTOMS))
+    bottom_colour = _choice(rng, STREET_BOTTOMS if street else dict.fromkeys(BOTTOM_COLOURS, 1))
+    if bottom == "jeans" and rng.random() < 0.6:  # most jeans are blue
+        bottom_colour = "blue"
+    return Outfit(
+        top=str(rng.choice(list(TOPS))),
+        top_colour=top_colour,
+        pattern=str(rng.choice(PATTERNS, p=[0.4, 0.25, 0.15, 0.2])),
+        bottom=bottom,
+        bottom_colour=bottom_colour,
+        shoes=str(rng.choice(SHOE_COLOURS)),
+    )
+
+
+def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    if len(set(weights.values())) == 1:  # uniform: numpy's draw without `p`, as the demo drew before palettes
+        return str(rng.choice(list(weights)))
+    p = np.array(list(weights.values()), dtype=np.float64)
+    return str(rng.choice(list(weights), p=p / p.sum()))
+
+
+def _differs(new: Outfit, old: Outfit, change: str) -> bool:
+    colours = new.top_colour != old.top_colour and (new.bottom, new.bottom_colour) != (old.bottom, old.bottom_colour)
+    return colours and (change != "shape" or silhouette(new) != silhouette(old))

@@ -10,9 +10,9 @@ from functools import cached_property
 
 import numpy as np
 
-from dlcr_data.demo.identity import Outfit, Traits, sample_outfits, sample_traits
+from dlcr_data.demo.identity import GARMENT_CHANGES, PALETTES, Outfit, Traits, sample_outfits, sample_traits
 
-FORMAT_VERSION = 2  # 2: outfit texts always name the pattern
+FORMAT_VERSION = 3  # 2: outfit texts always name the pattern; 3: outfit counts and garment changes are options
 SPLIT_FOLDERS = {"train": "train", "query": "query", "gallery": "test"}  # loader split -> LTCC folder
 QUERY_CAMERAS = 2  # per test (identity, outfit): one query image from each of this many cameras
 
@@ -22,14 +22,22 @@ class DemoConfig:
     """Everything the rendered files depend on; the same config always gives byte-identical files."""
 
     seed: int = 0
-    num_ids: int = 48  # half train, half test (LTCC style: disjoint identities)
-    images_per_camera: int = 8  # per (outfit, camera); each outfit is seen by 2-4 of the 4 cameras
+    num_ids: int = 80  # half train, half test (LTCC style: disjoint identities)
+    images_per_camera: int = 4  # per (outfit, camera); each outfit is seen by 2-4 of the 4 cameras
     height: int = 128
     width: int = 64
+    min_outfits: int = 2  # each person wears between min_outfits and max_outfits outfits (uniform)
+    max_outfits: int = 4
+    garment_change: str = "shape"  # how a person's outfits differ: identity.GARMENT_CHANGES
+    palette: str = "street"  # how often each clothes colour is worn: identity.PALETTES
 
     def __post_init__(self) -> None:
         if self.seed < 0 or self.num_ids < 2 or self.images_per_camera < 1:
             raise ValueError(f"DemoConfig needs seed >= 0, num_ids >= 2, images_per_camera >= 1: {self}")
+        if not 1 <= self.min_outfits <= self.max_outfits <= 4:
+            raise ValueError(f"DemoConfig needs 1 <= min_outfits <= max_outfits <= 4: {self}")
+        if self.garment_change not in GARMENT_CHANGES or self.palette not in PALETTES:
+            raise ValueError(f"DemoConfig garment_change/palette must be in {GARMENT_CHANGES}/{PALETTES}: {self}")
         if self.height < 32 or self.width < 16:
             raise ValueError(f"DemoConfig image size must be at least 32x16 (HxW): {self}")
 
@@ -99,10 +107,12 @@ class Plan:
 
     @cached_property
     def people(self) -> dict[int, Person]:
-        seed, people = self.config.seed, {}
+        cfg, people = self.config, {}
+        seed = cfg.seed
         for pid in range(1, self.config.num_ids + 1):
-            traits = sample_traits(seed, pid)
-            people[pid] = Person(pid, traits, tuple(sample_outfits(seed, pid, traits.outfits)))
+            count = int(np.random.default_rng([seed, 6, pid]).integers(cfg.min_outfits, cfg.max_outfits + 1))
+            outfits = sample_outfits(seed, pid, count, cfg.garment_change, cfg.palette)
+            people[pid] = Person(pid, sample_traits(seed, pid), tuple(outfits))
         return people
 
     @cached_property

@@ -5,7 +5,7 @@ A checkpoint is a folder: `model.safetensors` + `config.json` (+ `trainer_state.
 out folder holds:
 
     train_config.json        what the run depends on (a rerun with another config is refused)
-    checkpoints/epoch-NNNN/  one checkpoint per kept epoch (`keep_checkpoints`)
+    checkpoints/epoch-NNNN/  one checkpoint per kept epoch (`keep_checkpoints`, `keep_every`)
     history.json             per-epoch losses, accuracies, learning rate, timing
     training_curve.png
 """
@@ -182,9 +182,10 @@ def save_epoch(
     modules: dict[str, nn.Module],
     fingerprint: dict,
     keep: int,
+    keep_every: int = 0,
 ) -> Path:
-    """Checkpoint `epoch` into a temp folder renamed into place (atomic), keep the `keep` newest, write the
-    history."""
+    """Checkpoint `epoch` into a temp folder renamed into place (atomic), keep the `keep` newest and every
+    `keep_every`-th epoch, write the history."""
     folder = out / "checkpoints"
     final = folder / f"epoch-{epoch:04d}"
     tmp = folder / f".epoch-{epoch:04d}.tmp-{os.getpid()}"
@@ -202,6 +203,7 @@ def save_epoch(
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in sorted(folder.glob("epoch-*"))[: -max(keep, 1)]:
-        shutil.rmtree(old, ignore_errors=True)
+        if not (keep_every and int(old.name.removeprefix("epoch-")) % keep_every == 0):
+            shutil.rmtree(old, ignore_errors=True)
     write_json_atomic(out / "history.json", history)
     return final

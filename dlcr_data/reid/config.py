@@ -35,7 +35,7 @@ CACHE_MODES = ("auto", "on", "off")  # data.TrainSet's
 # Options that do not change what is learnt, so a rerun may change them (epochs: a rerun trains further).
 _RUNTIME_ONLY = (
     "out", "recipe", "epochs", "num_workers", "cache", "device", "mixed_precision", "keep_checkpoints", "overwrite",
-    "eval_every", "keep_best",
+    "eval_every", "keep_best", "keep_every",
 )  # fmt: skip
 
 
@@ -108,6 +108,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (accelerate)
     keep_checkpoints: int = 1
+    keep_every: int = 0  # also keep every N-th epoch's checkpoint (0: none), e.g. for accuracy-by-epoch curves
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -143,8 +144,8 @@ class TrainConfig:
             )
         if self.seq_len < 1 or self.sampling_stride < 1 or self.dense_step < 0:
             raise UserError("--seq-len and --sampling-stride must be at least 1, dense_step at least 0")
-        if self.eval_every < 0:
-            raise UserError("--eval-every must be >= 0 (0: no validation)")
+        if self.eval_every < 0 or self.keep_every < 0:
+            raise UserError("--eval-every and keep_every must be >= 0 (0: never)")
         if self.keep_best and not self.eval_every:
             raise UserError("--keep-best selects on validation: it needs --eval-every N")
         if self.seq_len > 1 and self.cache == "on":

@@ -383,4 +383,5 @@ def _save_epoch(out: Path, run: TrainingState, reid_cfg: ReIDConfig, epoch: int,
         modules=modules,
         fingerprint=run.config.fingerprint(),
         keep=run.config.keep_checkpoints,
+        keep_every=run.config.keep_every,
     )

@@ -223,7 +223,9 @@ def test_ctrl_c_leaves_only_complete_shards(tiny_demo, tmp_path):
 
 
 # -- small and odd builds: never a traceback ----------------------------------------------------------------------
-TINY = DemoConfig(num_ids=6, images_per_camera=2)  # `tiny_demo`'s config (conftest.py)
+TINY = DemoConfig(
+    num_ids=6, images_per_camera=2, min_outfits=1, max_outfits=3, garment_change="any", palette="uniform"
+)  # `tiny_demo`'s config (conftest.py)
 
 
 def shots(config: DemoConfig, folder: str) -> list:
@@ -237,26 +239,28 @@ def sample_metas(out: Path, entry: dict) -> list[dict]:
     return [json.loads(s["json"]) for s in wds.WebDataset(urls, shardshuffle=False)]
 
 
-@pytest.mark.parametrize("limit", [1, 16, 20])
+@pytest.mark.parametrize("limit", [1, 8, 12])
 def test_limit_cuts_the_sources_never_the_target_pool(demo_root_for, tmp_path, limit):
-    """The default demo's first 16 training images all wear outfit 1_1: `--limit 16` used to leave no target (exit 1,
-    IndexError). Targets come from every training outfit whatever `--limit` says; only the sources are parsed."""
+    """The default demo's first 8 training images all wear outfit 2_1: a `--limit` inside one outfit used to leave
+    no target (exit 1, IndexError). Targets come from every training outfit whatever `--limit` says; only the
+    sources are parsed."""
     train = shots(DemoConfig(), "train")
     own = [s.clothes_id for s in train[:limit]]
     pool = {s.clothes_id for s in train}
-    assert len(pool) == 46 and set(own) == ({"1_1"} if limit <= 16 else {"1_1", "1_2"})
+    # 40 training people x 2-4 outfits (the plan's count, checked against the rendered files in tests/demo)
+    assert len(pool) == 122 and set(own) == ({"2_1"} if limit <= 8 else {"2_1", "2_2"})
     out = tmp_path / "out"
     args = ["build", "demo", "--root", str(demo_root_for(DemoConfig())), "--out", str(out), "--limit", str(limit)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     entry = json.loads((out / "manifest.json").read_text())["builds"]["demo"]
-    assert entry["complete"] and entry["outfits"] == 46 and entry["skipped"] == []
+    assert entry["complete"] and entry["outfits"] == 122 and entry["skipped"] == []
     assert entry["totals"]["samples"] == 10 * limit  # the default 10 variants of each source
     targets: dict[str, list[str]] = {}
     for meta in sample_metas(out, entry):
         assert meta["target_clothes_id"] in pool and meta["target_clothes_id"] != meta["source_clothes_id"]
         targets.setdefault(meta["source_key"], []).append(meta["target_clothes_id"])
-    assert len(targets) == limit and all(len(set(t)) == 10 for t in targets.values())  # 45 other outfits: distinct
+    assert len(targets) == limit and all(len(set(t)) == 10 for t in targets.values())  # 121 other outfits: distinct
     assert len(list((out / "work" / "demo" / "masks").glob("*.png"))) == limit  # oracle + recolor: no pool parsing
     assert (out / "README.md").is_file() and (out / "preview.png").is_file()
 
@@ -276,7 +280,8 @@ def one_outfit_pool(tiny_demo: Path, tmp_path: Path) -> tuple[Path, str, list[st
 def test_a_one_outfit_pool_lists_the_sources_without_target_as_skipped(tiny_demo, tmp_path):
     root, outfit, kept = one_outfit_pool(tiny_demo, tmp_path)
     queries = shots(TINY, "query")  # test identities: none wears the one training outfit
-    assert len(kept) == 4 and len(queries) == 12 and outfit not in {s.clothes_id for s in queries}
+    # 3 test people in 8 outfits, 2 queries each (`demo.plan`)
+    assert len(kept) == 4 and len(queries) == 16 and outfit not in {s.clothes_id for s in queries}
     out = tmp_path / "out"
     result = CliRunner().invoke(app, cli_build(root, out, "--splits", "train,query")[1:])
     assert result.exit_code == 0, result.output
@@ -315,7 +320,7 @@ def test_sources_all_skipped_at_generation_give_no_entry(tiny_demo, tmp_path):
         mask = root / "masks" / "query" / s.name
         Image.fromarray(np.zeros_like(np.array(Image.open(mask)))).save(mask)
     out = tmp_path / "out"
-    with pytest.raises(UserError, match=r"no samples.*; 12 skipped at generate, e.g. empty mask: no clothing found$"):
+    with pytest.raises(UserError, match=r"no samples.*; 16 skipped at generate, e.g. empty mask: no clothing found$"):
         build(BuildOptions("demo", out, root=str(root), variants=2, splits=("query",)))
     assert not (out / "manifest.json").exists()
     assert not list(out.rglob("*.tar")) and not (out / "demo").exists()

@@ -127,7 +127,7 @@ def test_cluster_outfits_is_order_free_and_takes_an_explicit_eps():
 @pytest.fixture(scope="module")
 def demo(demo_root_for) -> tuple[Path, loaders.Loaded]:
     """The default demo's people and outfits with 2 images per (outfit, camera): ~2 s to render."""
-    root = demo_root_for(DemoConfig(images_per_camera=2))
+    root = demo_root_for(DemoConfig(images_per_camera=2, palette="uniform"))  # alike colours: outfits apart
     return root, loaders.get("demo").load(root)
 
 

@@ -116,7 +116,7 @@ def test_loader_reads_the_render(loaded):
     assert set(per_outfit.values()) == {2}
     assert all(len({r.camid for r in loaded["query"] if r.clothes_id == c}) == 2 for c in per_outfit)
     outfits_per_test_id = Counter(c.split("_")[0] for c in {r.clothes_id for r in loaded["gallery"]})
-    assert 1 in outfits_per_test_id.values() and max(outfits_per_test_id.values()) == 3
+    assert set(outfits_per_test_id.values()) == {2, 3, 4}  # everyone changes clothes (`DemoConfig`: 2-4)
     assert 2000 <= len(everything) <= 3000
 
 
@@ -191,7 +191,10 @@ def test_masks_and_outfit_texts_agree(loaded):
     for (clothes_id, label), counter in votes.items():
         top, bottom, shoes = (p.strip() for p in texts[clothes_id].split("|"))
         word = {UPPER: top, LOWER: bottom, SHOES: shoes}[label].split()[0]
-        assert counter.most_common(1)[0][0] == word, (clothes_id, LABELS[label], counter.most_common(3))
+        # a patterned top's second tone covers about a third of it (36 % when checked) and may out-vote a dark
+        # colour's shaded pixels: there the named colour must be one of the two leading votes
+        leading = 2 if label == UPPER and top.split()[1] != "plain" else 1
+        assert word in [c for c, _ in counter.most_common(leading)], (clothes_id, LABELS[label], counter.most_common(3))
 
 
 # -- the clothes-changing property --------------------------------------------------------------------------
@@ -259,8 +262,9 @@ def rank1_scores(loaded) -> dict[str, dict[str, float]]:
 
 
 def test_clothes_colour_works_for_same_clothes_and_fails_when_clothes_change(rank1_scores):
-    # measured on the default render: SC 0.95, CC 0.00
-    assert rank1_scores["clothes"]["sc"] >= 0.8
+    # measured on the default render: SC 0.73, CC 0.00 (street palette: many people dress alike, so even the same
+    # outfit's colours point at the wrong person a quarter of the time; 0.95 with every colour alike)
+    assert rank1_scores["clothes"]["sc"] >= 0.6
     assert rank1_scores["clothes"]["cc"] <= 0.2
 
 

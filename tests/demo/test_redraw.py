@@ -15,7 +15,10 @@ from dlcr_data.demo.render import _plan, render_shot
 from dlcr_data.errors import UserError
 from dlcr_data.loaders import DATASETS, get
 
-TINY_DEMO = DemoConfig(num_ids=6, images_per_camera=2)  # `tiny_demo`'s config (conftest.py)
+TINY_DEMO = DemoConfig(
+    num_ids=6, images_per_camera=2, min_outfits=1, max_outfits=3, garment_change="any", palette="uniform"
+)  # `tiny_demo`'s config (conftest.py)
+SMALL_DEMO = DemoConfig(num_ids=6, images_per_camera=2)  # the default design, small: some of its people wear jeans
 
 
 def quiet_background(labels: np.ndarray, r: int = 2) -> np.ndarray:
@@ -38,16 +41,16 @@ def test_own_outfit_is_the_shot_byte_for_byte():
 
 
 def test_another_outfit_keeps_person_pose_camera_and_background():
-    plan = _plan(TINY_DEMO)
+    plan = _plan(SMALL_DEMO)
     outfits = [o for p in plan.people.values() for o in p.outfits]
     jeans = [o for o in outfits if o.bottom == "jeans"]
     paths = set()  # the grain's two random streams: the shot's own jeans, and jeans the shot does not wear
     checked = 0
     for shot in plan.shots[::5]:
-        rgb, labels = render_shot(TINY_DEMO, shot)
+        rgb, labels = render_shot(SMALL_DEMO, shot)
         worn = plan.outfit(shot)
         for outfit in (o for o in [*jeans[:1], *outfits[::3]] if o != worn):
-            new, new_labels = render_shot(TINY_DEMO, shot, outfit)
+            new, new_labels = render_shot(SMALL_DEMO, shot, outfit)
             assert new.shape == rgb.shape and new_labels.shape == labels.shape
             quiet = quiet_background(labels) & quiet_background(new_labels)
             assert quiet.mean() > 0.4

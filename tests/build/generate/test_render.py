@@ -26,7 +26,9 @@ from dlcr_data.demo.plan import DemoConfig, Plan
 from dlcr_data.demo.render import render_shot
 from dlcr_data.errors import UserError
 
-TINY = DemoConfig(num_ids=6, images_per_camera=2)  # `tiny_demo`'s config (conftest.py)
+TINY = DemoConfig(
+    num_ids=6, images_per_camera=2, min_outfits=1, max_outfits=3, garment_change="any", palette="uniform"
+)  # `tiny_demo`'s config (conftest.py)
 CLOTHING = ("upper", "lower", "dress", "shoes", "accessories")  # the default --mask-classes
 REFUSAL = (
     "error: --generator render cannot build ltcc: it is the oracle of datasets that redraw their own synthetic "
