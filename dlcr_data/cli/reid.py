@@ -307,7 +307,11 @@ def experiment(
     first = result["rows"][0] if result["rows"] else {}
     queries = ", ".join(f"{p} {first[p]['queries']}" for p in ("general", "cc") if p in first)
     title = f"DLCR on the {dataset} ({result['epochs']} epochs each; rank-1 / mAP in %"
-    title += f"; mean ± std over seeds {', '.join(map(str, result.get('seeds', [])))}; queries: {queries})"
+    seeds = result.get("seeds", [])
+    over = (
+        f"mean ± std over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0] if seeds else ''}"
+    )
+    title += f"; {over}; queries: {queries})"
     table = Table(title=title)
     for col in ("run", "general rank-1", "general mAP", "CC rank-1", "CC mAP"):
         table.add_column(col, justify="left" if col == "run" else "right")
