@@ -26,9 +26,10 @@ TINY = DemoConfig(seed=7, num_ids=4, images_per_camera=2)
 
 
 @pytest.fixture(scope="session")
-def default_render(tmp_path_factory) -> Path:
-    """The default config rendered once for the whole session (its render time is measured in bench/)."""
-    return render_demo(tmp_path_factory.mktemp("demo") / "default", DemoConfig())
+def default_render(demo_root_for) -> Path:
+    """The default config, rendered once for the whole session and shared with the build tests (its render time is
+    measured in bench/)."""
+    return demo_root_for(DemoConfig())
 
 
 @pytest.fixture(scope="session")
