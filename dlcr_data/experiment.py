@@ -83,15 +83,16 @@ def run_experiment(config: ExperimentConfig, reporter=None) -> dict:
     _build(config, out, reporter)
     runs = [ExperimentRun("originals", _train_config(config, None, "originals"), curve=True)]
     for i, name in enumerate(config.generators):
-        folder = out if not GENERATORS[name] else out / "experiment" / "builds" / _slug(name)
+        folder = _generator_build(out, name)
         _build(config, folder, reporter, **GENERATORS[name])
         runs.append(ExperimentRun(f"dlcr, {name}", _train_config(config, folder, f"dlcr {name}"), folder, i == 0))
     first_seed = runs[0].train.seed
     seeds = list(range(first_seed, first_seed + config.seeds))
     results = _run_all(config, runs, seeds, reporter)
     if config.all:
-        runs += _related_runs(config, out, results, first_seed, reporter)
-        results |= _run_all(config, runs[-4:], seeds, reporter)
+        related = _related_runs(config, out, results, first_seed, reporter)
+        results |= _run_all(config, related, seeds, reporter)
+        runs += related
     rows = []
     for run in runs:
         per_seed = [results[run.name, seed] for seed in seeds]
@@ -130,7 +131,7 @@ def _check(config: ExperimentConfig) -> None:
 def _related_runs(config: ExperimentConfig, out: Path, results: dict, seed: int, reporter) -> list[ExperimentRun]:
     """The related methods' rows against (b) with the first generator; they use (a)'s and (b)'s first-seed models."""
     base_name = config.generators[0]
-    base = out if not GENERATORS[base_name] else out / "experiment" / "builds" / _slug(base_name)
+    base = _generator_build(out, base_name)
     teacher = results["originals", seed]["checkpoint"]  # trained on real images only: DG-Net's teacher, the gate
     builds = {
         "similarity-diversity": {"sampler": "similarity-diversity"},
@@ -203,6 +204,11 @@ def _curve_epochs(config: ExperimentConfig, run: ExperimentRun) -> list[int]:
         return []
     epochs = run.train.epochs
     return sorted({*range(config.curve_every, epochs + 1, config.curve_every), epochs})
+
+
+def _generator_build(out: Path, generator: str) -> Path:
+    """Where a generator's build goes: the experiment's own build for the dataset's default generator."""
+    return out if not GENERATORS[generator] else out / "experiment" / "builds" / _slug(generator)
 
 
 def _build(config: ExperimentConfig, out: Path, reporter, **options) -> Path:
