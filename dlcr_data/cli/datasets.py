@@ -78,6 +78,12 @@ def demo(
     palette: Annotated[
         str, typer.Option(help="Clothes colours: street (mostly dark and neutral) or uniform.")
     ] = default(DemoConfig, "palette"),
+    wardrobe: Annotated[
+        int, typer.Option(min=0, help="Outfits everybody picks from (strangers dress alike); 0: each person's own.")
+    ] = default(DemoConfig, "wardrobe"),
+    traits: Annotated[
+        str, typer.Option(help="Bodies and hair: subtle, or distinct (wider builds and statures, more hair colours).")
+    ] = default(DemoConfig, "traits"),
     n: Annotated[int, typer.Option("--n", min=1, help="Identities shown in the preview.")] = default(sample_sheet, "n"),
 ) -> None:
     """Render the embedded demo dataset (offline, deterministic), inspect it and write a preview PNG."""
@@ -85,7 +91,8 @@ def demo(
 
     try:
         config = DemoConfig(seed, ids, images_per_camera, min_outfits=min_outfits, max_outfits=max_outfits,
-                            garment_change=garment_change, palette=palette)  # fmt: skip
+                            garment_change=garment_change, palette=palette, wardrobe=wardrobe,
+                            traits=traits)  # fmt: skip
     except ValueError as error:
         raise UserError(str(error)) from None
     spec = loaders.demo.Demo(config)

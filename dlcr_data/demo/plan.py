@@ -10,7 +10,16 @@ from functools import cached_property
 
 import numpy as np
 
-from dlcr_data.demo.identity import GARMENT_CHANGES, PALETTES, Outfit, Traits, sample_outfits, sample_traits
+from dlcr_data.demo.identity import (
+    GARMENT_CHANGES,
+    MAX_WARDROBE,
+    PALETTES,
+    TRAIT_SETS,
+    Outfit,
+    Traits,
+    sample_outfits,
+    sample_traits,
+)
 
 FORMAT_VERSION = 3  # 2: outfit texts always name the pattern; 3: outfit counts and garment changes are options
 SPLIT_FOLDERS = {"train": "train", "query": "query", "gallery": "test"}  # loader split -> LTCC folder
@@ -30,14 +39,20 @@ class DemoConfig:
     max_outfits: int = 4
     garment_change: str = "shape"  # how a person's outfits differ: identity.GARMENT_CHANGES
     palette: str = "street"  # how often each clothes colour is worn: identity.PALETTES
+    wardrobe: int = 0  # > 0: everybody picks outfits from this many shared ones (identity.shared_wardrobe)
+    traits: str = "subtle"  # how far apart people's bodies and hair are: identity.TRAIT_SETS
 
     def __post_init__(self) -> None:
         if self.seed < 0 or self.num_ids < 2 or self.images_per_camera < 1:
             raise ValueError(f"DemoConfig needs seed >= 0, num_ids >= 2, images_per_camera >= 1: {self}")
+        if not 0 <= self.wardrobe <= MAX_WARDROBE:
+            raise ValueError(f"DemoConfig needs 0 <= wardrobe <= {MAX_WARDROBE}: {self}")
         if not 1 <= self.min_outfits <= self.max_outfits <= 4:
             raise ValueError(f"DemoConfig needs 1 <= min_outfits <= max_outfits <= 4: {self}")
-        if self.garment_change not in GARMENT_CHANGES or self.palette not in PALETTES:
-            raise ValueError(f"DemoConfig garment_change/palette must be in {GARMENT_CHANGES}/{PALETTES}: {self}")
+        if self.garment_change not in GARMENT_CHANGES or self.palette not in PALETTES or self.traits not in TRAIT_SETS:
+            raise ValueError(
+                f"DemoConfig garment_change/palette/traits must be in {GARMENT_CHANGES}/{PALETTES}/{TRAIT_SETS}: {self}"
+            )
         if self.height < 32 or self.width < 16:
             raise ValueError(f"DemoConfig image size must be at least 32x16 (HxW): {self}")
 
@@ -111,8 +126,8 @@ class Plan:
         seed = cfg.seed
         for pid in range(1, self.config.num_ids + 1):
             count = int(np.random.default_rng([seed, 6, pid]).integers(cfg.min_outfits, cfg.max_outfits + 1))
-            outfits = sample_outfits(seed, pid, count, cfg.garment_change, cfg.palette)
-            people[pid] = Person(pid, sample_traits(seed, pid), tuple(outfits))
+            outfits = sample_outfits(seed, pid, count, cfg.garment_change, cfg.palette, cfg.wardrobe)
+            people[pid] = Person(pid, sample_traits(seed, pid, cfg.traits), tuple(outfits))
         return people
 
     @cached_property

@@ -154,6 +154,13 @@ def test_demo_command_renders_inspects_and_previews(tmp_path):
     assert "gallery" in result.stdout and "preview" in result.stdout
 
 
+@pytest.mark.parametrize("option", [["--traits", "vivid"], ["--garment-change", "sleeves"], ["--palette", "neon"]])
+def test_demo_option_values_outside_their_choices_are_one_line_errors(tmp_path, option):
+    result = invoke("demo", "--root", tmp_path / "demo", *option)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert option[1] in result.stderr and not (tmp_path / "demo").exists()
+
+
 def test_console_script_and_module_entry_points():
     script = Path(sys.executable).parent / "dlcr-data"  # installed by pip next to the interpreter
     for argv in ([sys.executable, "-m", "dlcr_data", "--version"], [str(script), "--version"]):

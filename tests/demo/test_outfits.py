@@ -7,7 +7,7 @@ from itertools import combinations
 import pytest
 
 from dlcr_data.demo import DemoConfig, Plan
-from dlcr_data.demo.identity import TOPS
+from dlcr_data.demo.identity import HAIR_COLOURS, TOPS, sample_traits, shared_wardrobe
 
 LONG_LEGS = ("trousers", "jeans")  # the same leg cover: an outline cannot tell them apart
 
@@ -54,8 +54,76 @@ def test_traits_do_not_depend_on_the_outfit_options():
     assert [p.traits for p in a.values()] == [p.traits for p in b.values()]
 
 
+def _outline(outfit):
+    return TOPS[outfit.top], "long" if outfit.bottom in LONG_LEGS else outfit.bottom
+
+
+def test_a_shared_wardrobe_dresses_strangers_alike_and_keeps_every_change_a_change():
+    people = list(_people(wardrobe=12, min_outfits=2, max_outfits=4))
+    shared = set(shared_wardrobe(0, 12))
+    worn = [o for p in people for o in p.outfits]
+    assert len(shared) == 12
+    # 60 people with 2-4 outfits: far more outfits worn than the wardrobe holds, so most come from it and are shared
+    assert sum(o in shared for o in worn) >= 0.8 * len(worn)
+    wearers = {o: {p.pid for p in people if o in p.outfits} for o in shared}
+    assert max(len(w) for w in wearers.values()) >= 5
+    for person in people:
+        for a, b in combinations(person.outfits, 2):
+            assert _outline(a) != _outline(b) and a.top_colour != b.top_colour, (person.pid, a, b)
+
+
+def test_a_wardrobe_too_small_for_a_change_falls_back_to_own_outfits():
+    # one shared outfit: every second outfit must be the person's own, and still a shape change
+    for person in _people(wardrobe=1, min_outfits=3, max_outfits=3):
+        assert person.outfits[0] == shared_wardrobe(0, 1)[0]
+        assert len({_outline(o) for o in person.outfits}) == 3
+
+
+def test_a_shared_wardrobe_with_colour_changes_keeps_each_persons_garment_types():
+    for person in _people(wardrobe=24, min_outfits=3, max_outfits=3, garment_change="colour"):
+        assert len({(o.top, o.bottom) for o in person.outfits}) == 1
+        assert len({o.top_colour for o in person.outfits}) == 3
+
+
+def test_distinct_traits_widen_builds_and_hair_but_keep_the_other_draws():
+    subtle = [sample_traits(0, pid) for pid in range(1, 301)]
+    distinct = [sample_traits(0, pid, "distinct") for pid in range(1, 301)]
+    assert [t.skin for t in subtle] == [t.skin for t in distinct]
+    assert [t.hair_style for t in subtle] == [t.hair_style for t in distinct]
+    limbs = [t.limb for t in distinct]
+    assert min(limbs) < 0.8 and max(limbs) > 1.25  # beyond the subtle range [0.8, 1.25]
+    assert min(t.height for t in distinct) < 0.86
+
+    # hair drawn from 11 base colours: some people's hair lies far from all six subtle ones (jitter is <= 8 %)
+    def distance(colour, base):
+        return sum((a - b) ** 2 for a, b in zip(colour, base, strict=True))
+
+    assert any(min(distance(t.hair_colour, c) for c in HAIR_COLOURS) > 3000 for t in distinct)
+
+
+def test_the_default_people_are_the_ones_before_the_wardrobe_and_trait_options():
+    # wardrobe 0 and subtle traits draw exactly as before: the outfits of pid 1 of the default demo, written down
+    # from the rendered demo's outfits.json before these options existed
+    person = Plan(DemoConfig()).people[1]
+    assert tuple(o.text() for o in person.outfits) == (
+        "beige plain hoodie | white shorts | white shoes",
+        "brown dotted long-sleeve shirt | black trousers | red shoes",
+        "white checked sleeveless top | black shorts | grey shoes",
+        "black checked hoodie | grey skirt | grey shoes",
+    )
+
+
 @pytest.mark.parametrize(
-    "bad", [{"min_outfits": 0}, {"min_outfits": 3, "max_outfits": 2}, {"max_outfits": 5}, {"garment_change": "x"}]
+    "bad",
+    [
+        {"min_outfits": 0},
+        {"min_outfits": 3, "max_outfits": 2},
+        {"max_outfits": 5},
+        {"garment_change": "x"},
+        {"traits": "x"},
+        {"wardrobe": -1},
+        {"wardrobe": 1001},
+    ],
 )
 def test_bad_outfit_options_are_refused(bad):
     with pytest.raises(ValueError, match="DemoConfig"):
