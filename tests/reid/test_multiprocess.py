@@ -22,7 +22,7 @@ TOLERANCE = 1e-3  # |loss_id| per epoch, 2 processes vs 1 with BatchNorm per hal
 BN_HALVES = Path(__file__).parents[2] / "bench" / "_bn_halves.py"
 
 
-def run(root: Path, out: Path, processes: int, batch_p: int, bn_halves: bool = False) -> list[dict]:
+def start(root: Path, out: Path, processes: int, batch_p: int, bn_halves: bool = False) -> subprocess.Popen:
     args = ["train", "demo", "--root", str(root), "--out", str(out), "--scratch", "resnet-tiny"]
     args += ["--image-size", "64x32", "--epochs", "3", "--batch-p", str(batch_p), "--batch-k", "4", "--cache", "off"]
     args += ["--num-workers", "0"]
@@ -34,16 +34,22 @@ def run(root: Path, out: Path, processes: int, batch_p: int, bn_halves: bool = F
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
         command += ["--standalone", "-m", "dlcr_data", *args]  # --standalone: a free port of its own
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def history(process: subprocess.Popen, out: Path) -> list[dict]:
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
     return json.loads((out / "history.json").read_text())
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo is tested on Linux")
 def test_two_processes_differ_from_one_by_batchnorm_alone(tiny_demo, tmp_path):
-    one = run(tiny_demo, tmp_path / "one", 1, batch_p=4)
-    two = run(tiny_demo, tmp_path / "two", 2, batch_p=2)
-    halves = run(tiny_demo, tmp_path / "halves", 1, batch_p=4, bn_halves=True)
+    # the two one-process runs share the cores (one thread each), then the two-process run has them
+    one = start(tiny_demo, tmp_path / "one", 1, batch_p=4)
+    halves = start(tiny_demo, tmp_path / "halves", 1, batch_p=4, bn_halves=True)
+    one, halves = history(one, tmp_path / "one"), history(halves, tmp_path / "halves")
+    two = history(start(tiny_demo, tmp_path / "two", 2, batch_p=2), tmp_path / "two")
     assert [h["epoch"] for h in one] == [h["epoch"] for h in two] == [h["epoch"] for h in halves] == [1, 2, 3]
     for a, b in zip(two, halves, strict=True):
         assert abs(a["loss_id"] - b["loss_id"]) <= TOLERANCE, (a, b)
