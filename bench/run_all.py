@@ -29,8 +29,8 @@ CPU_BENCHMARKS = (
 # `full_size_models.py` (the default models' architectures with random weights, ~10 GiB), `render_generator.py` (the
 # demo's oracle generator against recolor, whole-demo builds through the CLI, ~5 min), `demo_ablation.py` (what drives
 # the demo's baseline, ~40 min), `demo_pretraining.py` (pretrained backbones on the demo, ~8 min),
-# `demo_dlcr_people.py` (the DLCR gain on other people, ~15 min), `train_scale.py` (training memory and processes,
-# ~15 min).
+# `demo_dlcr_people.py` (the DLCR gain on other people, ~15 min), `demo_refine_rules.py` (refinement rules on an
+# experiment's trained models), `train_scale.py` (training memory and processes, ~15 min).
 GPU_BENCHMARKS = ("gpu_inpaint.py",)
 
 

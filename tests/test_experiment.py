@@ -78,3 +78,48 @@ def test_unknown_generators_are_refused_before_any_work(tmp_path):
     with pytest.raises(UserError, match="--generators: choose one or more of recolor, clone"):
         run_experiment(ExperimentConfig(out=tmp_path / "out", generators=("inpaint",)))
     assert not (tmp_path / "out").exists()
+
+
+def test_all_adds_the_related_rows_built_and_trained_from_the_first_seed_models(tmp_path, monkeypatch):
+    """`--all`'s wiring, with building and training replaced by recorders (the real paths are the tests above and
+    tests/build/test_build_related_methods.py): which builds it asks for, which models it hands on, which rows."""
+    from dlcr_data import experiment
+
+    builds, trained = {}, []
+
+    def fake_build(config, out, reporter, **options):
+        builds[Path(out)] = options
+        return out
+
+    def fake_train_and_score(run, config):
+        trained.append(run)
+        figures = {"rank1": 0.5, "mAP": 0.25, "num_valid": 7}
+        result = {"protocols": {"general": figures, "cc": figures}, "curve": []}
+        result["checkpoint"] = f"{run.train.out}/checkpoints/epoch-0001"
+        return result | ({"refined": {"general": figures, "cc": figures}} if run.build is not None else {})
+
+    monkeypatch.setattr(experiment, "_build", fake_build)
+    monkeypatch.setattr(experiment, "_train_and_score", fake_train_and_score)
+    out = tmp_path / "out"
+    config = ExperimentConfig(out=out, generators=("recolor",), seeds=2, all=True, jobs=1, curve_every=0)
+    result = run_experiment(config)
+
+    originals = f"{out}/experiment/originals/seed-1/checkpoints/epoch-0001"  # first seed's models only
+    dlcr = f"{out}/experiment/dlcr-recolor/seed-1/checkpoints/epoch-0001"
+    related = out / "experiment" / "builds"
+    assert builds == {
+        out: {},
+        related / "similarity-diversity": {"sampler": "similarity-diversity"},
+        related / "identity-gate": {"identity_gate": originals},
+        related / "identity-gate-dlcr-model": {"identity_gate": dlcr},
+    }
+    names = ["originals", "dlcr, recolor", "dlcr, similarity-diversity", "dlcr, identity gate"]
+    names += ["dlcr, identity gate, DLCR model", "dlcr, teacher labels + fine-grained head"]
+    assert [r.name for r in trained] == [n for n in names for _ in (1, 2)]  # every row, seeds 1 and 2
+    teacher = [r for r in trained if r.name == names[-1]]
+    assert all(r.train.gen_label == "teacher" and r.train.teacher == originals for r in teacher)
+    assert all(r.train.fine_grained_head and r.build == out for r in teacher)  # on the plain recolor build
+    for run in trained[4:]:  # every related row is DLCR's stage 2 on its build, refined with its own variants
+        assert run.build is not None and run.train.expanded == str(run.build)
+    rows = [r["name"] for r in result["rows"]]
+    assert rows == [names[0]] + [x for n in names[1:] for x in (n, f"{n} + refine (K=4)")]

@@ -262,15 +262,16 @@ def rank1_scores(loaded) -> dict[str, dict[str, float]]:
     return scores
 
 
-def test_clothes_colour_works_for_same_clothes_and_fails_when_clothes_change(rank1_scores):
-    # measured on the default render: SC 0.73, CC 0.00 (street palette: many people dress alike, so even the same
-    # outfit's colours point at the wrong person a quarter of the time; 0.95 with every colour alike)
-    assert rank1_scores["clothes"]["sc"] >= 0.6
+def test_clothes_colour_names_nobody_when_strangers_share_a_wardrobe(rank1_scores):
+    # measured on the default render (16 shared outfits): SC 0.01, CC 0.00. The same outfit's colours point at a
+    # stranger in that outfit, usually one seen by the same camera; with a wardrobe of one's own (wardrobe=0) the
+    # same feature found the same-clothes match 73 % of the time (docs/demo-experiment.md)
+    assert rank1_scores["clothes"]["sc"] <= 0.2
     assert rank1_scores["clothes"]["cc"] <= 0.2
 
 
 def test_identity_is_recoverable_from_persistent_traits(rank1_scores):
-    # measured on the default render: traits CC 0.61 (SC 0.81), against clothes CC 0.00
+    # measured on the default render: traits CC 0.53 (SC 0.66), against clothes CC 0.00
     assert rank1_scores["traits"]["cc"] >= 0.4
     assert rank1_scores["traits"]["cc"] >= rank1_scores["clothes"]["cc"] + 0.3
 

@@ -13,7 +13,8 @@ from dlcr_data.demo.render import _plan, render_shot
 @pytest.fixture(scope="module")
 def people() -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(outfit text, RGB, canonical garment map) of the first train shot of every demo identity, rendered in memory."""
-    config = DemoConfig(seed=0, num_ids=8, images_per_camera=1)
+    # each person's own outfits (no shared wardrobe): a donor's outfit always differs from the source's
+    config = DemoConfig(seed=0, num_ids=8, images_per_camera=1, traits="subtle", wardrobe=0)
     plan, lut = _plan(config), OracleParser("demo").lut
     out, seen = [], set()
     for shot in plan.shots:

@@ -27,7 +27,14 @@ from dlcr_data.demo.render import render_shot
 from dlcr_data.errors import UserError
 
 TINY = DemoConfig(
-    num_ids=6, images_per_camera=2, min_outfits=1, max_outfits=3, garment_change="any", palette="uniform"
+    num_ids=6,
+    images_per_camera=2,
+    min_outfits=1,
+    max_outfits=3,
+    garment_change="any",
+    palette="uniform",
+    traits="subtle",
+    wardrobe=0,
 )  # `tiny_demo`'s config (conftest.py)
 CLOTHING = ("upper", "lower", "dress", "shoes", "accessories")  # the default --mask-classes
 REFUSAL = (
