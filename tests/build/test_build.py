@@ -224,7 +224,14 @@ def test_ctrl_c_leaves_only_complete_shards(tiny_demo, tmp_path):
 
 # -- small and odd builds: never a traceback ----------------------------------------------------------------------
 TINY = DemoConfig(
-    num_ids=6, images_per_camera=2, min_outfits=1, max_outfits=3, garment_change="any", palette="uniform"
+    num_ids=6,
+    images_per_camera=2,
+    min_outfits=1,
+    max_outfits=3,
+    garment_change="any",
+    palette="uniform",
+    traits="subtle",
+    wardrobe=0,
 )  # `tiny_demo`'s config (conftest.py)
 
 

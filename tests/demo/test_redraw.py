@@ -16,7 +16,14 @@ from dlcr_data.errors import UserError
 from dlcr_data.loaders import DATASETS, get
 
 TINY_DEMO = DemoConfig(
-    num_ids=6, images_per_camera=2, min_outfits=1, max_outfits=3, garment_change="any", palette="uniform"
+    num_ids=6,
+    images_per_camera=2,
+    min_outfits=1,
+    max_outfits=3,
+    garment_change="any",
+    palette="uniform",
+    traits="subtle",
+    wardrobe=0,
 )  # `tiny_demo`'s config (conftest.py)
 SMALL_DEMO = DemoConfig(num_ids=6, images_per_camera=2)  # the default design, small: some of its people wear jeans
 
