@@ -13,15 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from demo_cases import TINY_DEMO
 
 from dlcr_data.demo import DemoConfig
-
-# The tiny demo most tests share: 6 identities, 2 images per (outfit, camera); 32 train images of 3 identities.
-# Its people wear 1-3 outfits drawn freely, each their own (the demo before issue 15): one-outfit people and outfits
-# that keep their garment types are the odd cases many tests need.
-FREE_OUTFITS = {"min_outfits": 1, "max_outfits": 3, "garment_change": "any", "palette": "uniform"}
-FREE_OUTFITS |= {"traits": "subtle", "wardrobe": 0}
-TINY_DEMO = DemoConfig(num_ids=6, images_per_camera=2, **FREE_OUTFITS)
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webdataset as wds
+from demo_cases import TINY_DEMO as TINY  # `tiny_demo`'s config
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -223,16 +224,6 @@ def test_ctrl_c_leaves_only_complete_shards(tiny_demo, tmp_path):
 
 
 # -- small and odd builds: never a traceback ----------------------------------------------------------------------
-TINY = DemoConfig(
-    num_ids=6,
-    images_per_camera=2,
-    min_outfits=1,
-    max_outfits=3,
-    garment_change="any",
-    palette="uniform",
-    traits="subtle",
-    wardrobe=0,
-)  # `tiny_demo`'s config (conftest.py)
 
 
 def shots(config: DemoConfig, folder: str) -> list:

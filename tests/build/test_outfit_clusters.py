@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from demo_cases import FREE_OUTFITS
 from PIL import Image
 
 from dlcr_data import loaders
@@ -128,9 +129,7 @@ def test_cluster_outfits_is_order_free_and_takes_an_explicit_eps():
 def demo(demo_root_for) -> tuple[Path, loaders.Loaded]:
     """The demo before issue 15 (48 people in 1-3 freely drawn outfits, every colour alike) with 2 images per
     (outfit, camera): ~2 s to render; the cluster sizes below were measured on it."""
-    free = {"min_outfits": 1, "max_outfits": 3, "garment_change": "any", "palette": "uniform"}
-    free |= {"traits": "subtle", "wardrobe": 0}  # each person's own outfits: no two people share one
-    root = demo_root_for(DemoConfig(num_ids=48, images_per_camera=2, **free))
+    root = demo_root_for(DemoConfig(num_ids=48, images_per_camera=2, **FREE_OUTFITS))
     return root, loaders.get("demo").load(root)
 
 

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from demo_cases import TINY_DEMO  # `tiny_demo`'s config
 
 from dlcr_data.demo.labels import FACE, HAIR
 from dlcr_data.demo.plan import DemoConfig
@@ -15,16 +16,6 @@ from dlcr_data.demo.render import _plan, render_shot
 from dlcr_data.errors import UserError
 from dlcr_data.loaders import DATASETS, get
 
-TINY_DEMO = DemoConfig(
-    num_ids=6,
-    images_per_camera=2,
-    min_outfits=1,
-    max_outfits=3,
-    garment_change="any",
-    palette="uniform",
-    traits="subtle",
-    wardrobe=0,
-)  # `tiny_demo`'s config (conftest.py)
 SMALL_DEMO = DemoConfig(num_ids=6, images_per_camera=2)  # the default design, small: some of its people wear jeans
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from demo_cases import TINY_DEMO as TINY  # `tiny_demo`'s config
 from fixtures import WRITERS
 from PIL import Image
 from typer.testing import CliRunner
@@ -22,20 +23,10 @@ from dlcr_data.build import BuildOptions, build
 from dlcr_data.build.generate import GENERATORS
 from dlcr_data.cli import app
 from dlcr_data.demo.labels import ARMS, LEGS, LOWER, SHOES, UPPER
-from dlcr_data.demo.plan import DemoConfig, Plan
+from dlcr_data.demo.plan import Plan
 from dlcr_data.demo.render import render_shot
 from dlcr_data.errors import UserError
 
-TINY = DemoConfig(
-    num_ids=6,
-    images_per_camera=2,
-    min_outfits=1,
-    max_outfits=3,
-    garment_change="any",
-    palette="uniform",
-    traits="subtle",
-    wardrobe=0,
-)  # `tiny_demo`'s config (conftest.py)
 CLOTHING = ("upper", "lower", "dress", "shoes", "accessories")  # the default --mask-classes
 REFUSAL = (
     "error: --generator render cannot build ltcc: it is the oracle of datasets that redraw their own synthetic "
